@@ -1,0 +1,163 @@
+"""The component contract: the kinds, what each kind must provide, and how one is registered.
+
+A plugin registers components through the ``register`` callback its hook receives (see
+:mod:`cadenza.core.hookspecs`). Registration stores a cheap :class:`ComponentEntry`; the
+component itself is built only when a spec asks for it, so discovery never imports torch or
+a model library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from cadenza.core.layout import StageLayout
+from cadenza.core.types import Conditioning, ConditioningInfo, SemanticInfo, TokenizerInfo
+from cadenza.core.weights import Weights
+
+if TYPE_CHECKING:
+    import torch
+
+KINDS: tuple[str, ...] = (
+    "tokenizer",
+    "semantic_tokenizer",
+    "conditioner",
+    "stage_model",
+    "sampler",
+    "metric",
+)
+
+
+@attrs.frozen
+class NoConfig:
+    """Config class of a component that takes no parameters."""
+
+
+@attrs.frozen
+class BuildContext:
+    """What a factory gets besides its config: weights, device, and (stage models) the layout."""
+
+    weights: Weights = Weights("random", "random")
+    device: str = "cpu"
+    layout: StageLayout | None = None
+
+
+Factory = Callable[[Any, BuildContext], Any]
+
+
+@attrs.frozen
+class ComponentEntry:
+    """One registered component: enough to list it, validate params, and build it later."""
+
+    name: str
+    kind: str
+    factory: Factory | str = attrs.field(repr=False)
+    config: type = NoConfig
+    description: str = ""
+    default_weights: str = "random"
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+
+    def resolve_factory(self) -> Factory:
+        """The factory callable; a ``"module:attr"`` string is imported only now."""
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def build(self, config: Any, context: BuildContext | None = None) -> Any:
+        return self.resolve_factory()(config, context or BuildContext())
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """An acoustic codec: waveform <-> ``[B, Q, T]`` codes. Config: ``describe(weights) -> TokenizerInfo``."""
+
+    info: TokenizerInfo
+
+    def encode(self, audio: "torch.Tensor") -> "torch.Tensor":
+        """``[B, C, S]`` float at ``info.sample_rate`` -> ``[B, num_codebooks, T]`` int64."""
+
+    def decode(self, codes: "torch.Tensor") -> "torch.Tensor":
+        """``[B, num_codebooks, T]`` int64 -> ``[B, C, S]`` float."""
+
+
+@runtime_checkable
+class SemanticTokenizer(Protocol):
+    """Audio -> one stream of semantic ids. Config: ``describe(weights) -> SemanticInfo``."""
+
+    info: SemanticInfo
+
+    def tokenize(self, audio: "torch.Tensor") -> "torch.Tensor":
+        """``[B, C, S]`` float at ``info.sample_rate`` -> ``[B, T]`` int64 ids < vocab_size."""
+
+
+@runtime_checkable
+class Conditioner(Protocol):
+    """Text (and, for joint models, audio) -> :class:`Conditioning`.
+
+    Config: ``describe(weights) -> ConditioningInfo``. Joint audio-text models also implement
+    ``embed_audio(audio, sample_rate)`` and set ``info.has_audio``.
+    """
+
+    info: ConditioningInfo
+
+    def embed_text(self, texts: Sequence[str]) -> Conditioning: ...
+
+
+@runtime_checkable
+class StageModel(Protocol):
+    """A token model for one cascade stage, sized from its :class:`StageLayout`.
+
+    The written stream is flattened frame-major (frame 0 codebooks 0..Q-1, then frame 1, ...).
+    Position ``i`` of the logits predicts written token ``i``; its codebook is ``i % Q``.
+    The core decode loop owns sampling and classifier-free guidance; the model only needs a
+    full (teacher-forced) pass and an incremental (KV-cache) pass that agree.
+    """
+
+    layout: StageLayout
+
+    def forward(self, request: "StageRequest", written: "torch.Tensor") -> "torch.Tensor":
+        """Teacher forcing: ``written`` ``[B, N]`` -> logits ``[B, N + 1, V]``."""
+
+    def prefill(self, request: "StageRequest", max_new_tokens: int) -> Any:
+        """Encode conditioning and read streams; return a decode state with ``.logits`` ``[B, V]``."""
+
+    def step(self, state: Any, tokens: "torch.Tensor") -> "torch.Tensor":
+        """Append ``tokens`` ``[B]`` to the state; return logits ``[B, V]`` for the next one."""
+
+
+@attrs.frozen
+class StageRequest:
+    """The inputs of one stage run.
+
+    ``reads``: one ``[B, Q, T]`` int64 tensor per slice in ``layout.reads``.
+    ``drop_conditioning``: ``[B]`` bool, True where a row uses the learned null condition
+    (conditioning dropout in training; the unconditional half under guidance).
+    """
+
+    batch_size: int
+    reads: tuple["torch.Tensor", ...] = ()
+    conditioning: Conditioning | None = None
+    drop_conditioning: "torch.Tensor | None" = None
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Picks one token per row from logits ``[B, V]`` (float32), using ``generator``."""
+
+    def __call__(self, logits: "torch.Tensor", generator: "torch.Generator") -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores audio. Returns named float values (higher-is-better is stated in the description)."""
+
+    def __call__(self, audio: Any, **inputs: Any) -> dict[str, float]: ...

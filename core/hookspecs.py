@@ -1,0 +1,117 @@
+"""Hook specifications: the whole plugin API of Cadenza.
+
+A plugin is a module (or object) named by an entry point in the ``cadenza`` group. It
+implements any of these hooks with the :data:`hookimpl` marker::
+
+    from cadenza.core.hookspecs import hookimpl
+
+    @hookimpl
+    def register_samplers(register):
+        register("argmax-plus", "my_pkg.sampling:ArgmaxPlus", config=MyConfig,
+                 description="greedy with a twist")
+
+Registration hooks are called once at discovery and must stay cheap: pass the factory as a
+``"module:attr"`` string (or a function that imports inside) so that model libraries are
+imported only when a spec builds the component. Each hook's docstring below is its reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT = "cadenza"
+ENTRY_POINT_GROUP = "cadenza"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# The ``register`` callback every registration hook receives:
+#
+#   register(name, factory, *, config=NoConfig, description="", default_weights="random")
+#
+# name            -- the name a spec uses (unique per kind across all installed plugins).
+# factory         -- callable ``(config, context: BuildContext) -> component``, or its
+#                    ``"module:attr"`` import path (preferred: imported only when built).
+# config          -- an attrs class; a spec's ``params:`` are checked against its fields.
+# description     -- one line for ``cadenza components``.
+# default_weights -- what ``weights:`` means when a spec leaves it out.
+
+
+@hookspec
+def register_tokenizers(register: Any) -> None:
+    """Register acoustic tokenizers (neural codecs such as EnCodec or DAC).
+
+    The config class implements ``describe(weights) -> TokenizerInfo`` (sample rate, frame
+    rate, number and size of codebooks) without loading weights; the built component
+    implements :class:`cadenza.core.components.Tokenizer` (``encode`` / ``decode``).
+    """
+
+
+@hookspec
+def register_semantic_tokenizers(register: Any) -> None:
+    """Register semantic tokenizers (e.g. HuBERT or w2v-BERT features + k-means).
+
+    The config class implements ``describe(weights) -> SemanticInfo``; the component
+    implements :class:`cadenza.core.components.SemanticTokenizer` (``tokenize``).
+    """
+
+
+@hookspec
+def register_conditioners(register: Any) -> None:
+    """Register conditioners (text encoders, joint audio-text models such as MuLan or CLAP).
+
+    The config class implements ``describe(weights) -> ConditioningInfo`` (pooled, sequence
+    or tokens, and its width); the component implements
+    :class:`cadenza.core.components.Conditioner` (``embed_text``, optionally ``embed_audio``).
+    """
+
+
+@hookspec
+def register_stage_models(register: Any) -> None:
+    """Register stage models: token models that run one cascade stage.
+
+    The factory receives ``context.layout`` (:class:`cadenza.core.layout.StageLayout`) and
+    sizes itself from it. The config class may implement ``check(layout, weights) -> list[str]``
+    to report incompatibilities (e.g. a checkpoint trained for another codec) before building.
+    The component implements :class:`cadenza.core.components.StageModel`.
+    """
+
+
+@hookspec
+def register_samplers(register: Any) -> None:
+    """Register samplers: ``sampler(logits [B, V], generator) -> tokens [B]``.
+
+    Guidance is applied by the cascade before the sampler sees the logits, so samplers
+    compose with classifier-free guidance in every stage.
+    """
+
+
+@hookspec
+def register_metrics(register: Any) -> None:
+    """Register metrics: ``metric(audio, **inputs) -> {name: value}`` used by benchmarks."""
+
+
+@hookspec
+def register_pipelines(register: Any) -> None:
+    """Register pipeline presets: ``register(name, path_to_yaml, description=...)``.
+
+    A preset is usable wherever a spec path is, e.g. ``cadenza generate --pipeline NAME``.
+    """
+
+
+@hookspec
+def before_stage(stage: Any, request: Any) -> None:
+    """Observer: a cascade stage is about to run. ``stage`` is the stage's spec
+    (:class:`cadenza.core.spec.StageSpec`); ``request`` its :class:`StageRequest`."""
+
+
+@hookspec
+def after_stage(stage: Any, tokens: Any, seconds: float) -> None:
+    """Observer: a stage finished, writing ``tokens`` ``[B, Q, T]`` in ``seconds`` wall time."""
+
+
+@hookspec
+def on_stage_error(stage: Any, error: BaseException) -> None:
+    """Observer: a stage raised ``error``; it is re-raised after all observers ran."""

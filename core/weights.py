@@ -1,0 +1,107 @@
+"""Where a component's weights come from: ``random``, a local path, or a Hugging Face hub id.
+
+Resolution of hub ids is lazy (only when a component is built) and tries the local cache
+first, so an offline machine with cached weights works and one without gets one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from cadenza.core.errors import WeightsError
+
+WeightsKind = Literal["random", "path", "hub"]
+
+
+@attrs.frozen
+class Weights:
+    """A parsed ``weights:`` value. ``base`` is the folder relative paths are resolved from."""
+
+    source: str
+    kind: WeightsKind
+    path: Path | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def local_path(self) -> Path:
+        """A local file or folder holding the weights; downloads a hub id only if allowed."""
+        if self.kind == "random":
+            raise WeightsError("random weights have no files")
+        if self.kind == "path":
+            assert self.path is not None
+            if not self.path.exists():
+                raise WeightsError(f"weights path {str(self.path)!r} does not exist")
+            return self.path
+        return _resolve_hub(self.source)
+
+    def read_config(self, filename: str = "config.json") -> dict[str, Any] | None:
+        """The JSON config beside local weights, or None for random/hub weights."""
+        if self.kind != "path" or self.path is None:
+            return None
+        folder = self.path if self.path.is_dir() else self.path.parent
+        file = folder / filename
+        if not file.exists():
+            raise WeightsError(f"{file}: missing (a weights folder holds {filename} and model.safetensors)")
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{file}: unreadable config: {exc}") from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"{file}: expected a JSON object")
+        return data
+
+
+def parse_weights(value: str, base: Path | None = None) -> Weights:
+    """Interpret a spec's ``weights:`` string.
+
+    ``random`` -> random init; something that exists on disk, or starts with ``.``, ``/`` or
+    ``~`` -> a local path (relative to ``base``, the spec's folder); else a hub id.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise WeightsError(f"weights must be 'random', a local path or a hub id, not {value!r}")
+    value = value.strip()
+    if value == "random":
+        return Weights(value, "random")
+    expanded = Path(os.path.expanduser(value))
+    if not expanded.is_absolute() and base is not None:
+        candidate = base / expanded
+    else:
+        candidate = expanded
+    looks_local = value.startswith((".", "/", "~")) or candidate.exists() or value.count("/") > 1
+    if looks_local:
+        return Weights(value, "path", candidate)
+    return Weights(value, "hub")
+
+
+def _resolve_hub(repo_id: str) -> Path:
+    """Local cache first; download only when the environment allows network access."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
+        raise WeightsError(f"hub id {repo_id!r} needs the huggingface_hub package") from None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    hint = (
+        f"weights {repo_id!r} are not in the local Hugging Face cache"
+        + (" and HF_HUB_OFFLINE is set" if offline else " and could not be downloaded")
+        + f": run `huggingface-cli download {repo_id}` on a connected machine, "
+        "or set `weights:` in the spec to a local folder"
+    )
+    if offline:
+        raise WeightsError(hint)
+    try:
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+        return Path(snapshot_download(repo_id))
+    except Exception as exc:
+        raise WeightsError(f"{hint} ({type(exc).__name__})") from None

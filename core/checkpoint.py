@@ -34,6 +34,21 @@ def save_checkpoint(folder: str | Path, state: dict[str, "torch.Tensor"], config
     return Path(folder)
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder (or beside its weights file), checked to be an object."""
+    path = Path(path)
+    file = (path if path.is_dir() else path.parent) / CONFIG_FILE
+    if not file.exists():
+        raise WeightsError(f"{file}: missing (a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{file}: unreadable config: {exc}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{file}: expected a JSON object")
+    return data
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, "torch.Tensor"]]:
     """Read ``(config, state)`` from a checkpoint folder (or its safetensors file).
 
@@ -43,16 +58,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, "torch.
     from safetensors.torch import load_file
 
     path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    weights = path if path.is_file() else folder / WEIGHTS_FILE
-    config_file = folder / CONFIG_FILE
-    for file in (config_file, weights):
-        if not file.exists():
-            raise WeightsError(f"{file}: missing (a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{config_file}: unreadable config: {exc}") from None
+    weights = path if path.is_file() else path / WEIGHTS_FILE
+    config = read_config(path)
+    if not weights.exists():
+        raise WeightsError(f"{weights}: missing (a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -78,3 +87,47 @@ def load_state_into(module: "torch.nn.Module", state: dict[str, "torch.Tensor"],
             )
         raise WeightsError(f"{where}: weights do not fit the configured model ({'; '.join(parts)})")
     module.load_state_dict(state)
+
+
+def build_module(make: Any, config: Any, context: Any, component: str,
+                 check_saved: Any = None) -> "torch.nn.Module":
+    """Build ``make(config)`` as ``component``: seeded random init, or a checkpoint's weights.
+
+    The one way every built-in component turns ``weights:`` into a module, offered to plugin
+    authors too. Random init runs under a forked RNG seeded with ``config.seed``: the same seed
+    gives the same weights and the caller's global RNG is left untouched. A checkpoint's own
+    ``config.json`` decides the architecture (the tensors were trained for that shape);
+    ``check_saved(saved_config, path)`` may raise :class:`WeightsError` for further checks
+    (a stage model compares the saved layout with the spec's). The module is returned in
+    eval mode on ``context.device``.
+    """
+    import torch
+
+    from cadenza.core.params import ParamsError, structure_config
+
+    state = path = None
+    if not context.weights.is_random:
+        path = context.weights.local_path()
+        saved, state = load_checkpoint(path)
+        if saved.get("component") != component:
+            raise WeightsError(f"{path}: a checkpoint of {saved.get('component')!r}, not {component!r}")
+        try:
+            config = structure_config(type(config), saved.get("config", {}))
+        except ParamsError as exc:
+            raise WeightsError(f"{path}: config.json does not fit {component!r}: {exc}") from None
+        if check_saved is not None:
+            check_saved(saved, path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        module = make(config)
+    if state is not None:
+        load_state_into(module, state, str(path))
+    return module.to(context.device).eval()
+
+
+def save_module(module: "torch.nn.Module", folder: str | Path, component: str, **extra: Any) -> Path:
+    """Write ``module`` (which has a ``.config``) as a folder :func:`build_module` loads back."""
+    from cadenza.core.params import unstructure_config
+
+    config = {"component": component, "config": unstructure_config(module.config), **extra}
+    return save_checkpoint(folder, module.state_dict(), config)

@@ -6,7 +6,6 @@ first, so an offline machine with cached weights works and one without gets one 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -41,21 +40,13 @@ class Weights:
             return self.path
         return _resolve_hub(self.source)
 
-    def read_config(self, filename: str = "config.json") -> dict[str, Any] | None:
-        """The JSON config beside local weights, or None for random/hub weights."""
+    def read_config(self) -> dict[str, Any] | None:
+        """The ``config.json`` beside local weights (checked without loading them), None otherwise."""
         if self.kind != "path" or self.path is None:
             return None
-        folder = self.path if self.path.is_dir() else self.path.parent
-        file = folder / filename
-        if not file.exists():
-            raise WeightsError(f"{file}: missing (a weights folder holds {filename} and model.safetensors)")
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{file}: unreadable config: {exc}") from None
-        if not isinstance(data, dict):
-            raise WeightsError(f"{file}: expected a JSON object")
-        return data
+        from cadenza.core.checkpoint import read_config
+
+        return read_config(self.path)
 
 
 def parse_weights(value: str, base: Path | None = None) -> Weights:

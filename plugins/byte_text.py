@@ -16,7 +16,8 @@ from torch import nn
 
 from cadenza.core.errors import InputError
 from cadenza.core.types import Conditioning
-from cadenza.plugins.tiny import BYTE_TEXT, ByteTextConfig, build_module, save_module
+from cadenza.core.checkpoint import build_module, save_module
+from cadenza.plugins.tiny import BYTE_TEXT, ByteTextConfig
 
 
 class ByteText(nn.Module):

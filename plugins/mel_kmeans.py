@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from cadenza.core.errors import InputError
-from cadenza.plugins.tiny import MEL_KMEANS, MelKMeansConfig, build_module, save_module
+from cadenza.core.checkpoint import build_module, save_module
+from cadenza.plugins.tiny import MEL_KMEANS, MelKMeansConfig
 
 
 def hz_to_mel(hz: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> torch.Tensor:

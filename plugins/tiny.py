@@ -8,7 +8,7 @@ the models live in :mod:`.tiny_codec`, :mod:`.mel_kmeans` and :mod:`.byte_text`.
 Every config can ``describe(weights)`` its output without torch. When ``weights`` is a local
 checkpoint, the architecture comes from the checkpoint's ``config.json`` (its tensors were
 trained for exactly that shape), so the description matches what will actually be built.
-:func:`build_module` and :func:`save_module` are the shared random-init / checkpoint logic.
+Building and saving go through :func:`cadenza.core.checkpoint.build_module` and ``save_module``.
 """
 
 import math
@@ -136,50 +136,6 @@ class ByteTextConfig:
 
     def describe(self, weights) -> ConditioningInfo:
         return config_for_weights(self, weights).info()
-
-
-# -- shared build / save logic (torch imported only when called) ---------------------------------
-
-def build_module(make, config, context, component: str):
-    """Build ``make(config)`` as ``component``: seeded random init, or a checkpoint's weights.
-
-    Random init runs under a forked RNG seeded with ``config.seed``: the same seed gives the
-    same weights and the caller's global RNG is left untouched. A checkpoint's own
-    ``config.json`` decides the architecture (see :func:`config_for_weights`). The module is
-    returned in eval mode on ``context.device``, with ``.info`` set from the config it was built with.
-    """
-    import torch
-
-    from cadenza.core.checkpoint import load_checkpoint, load_state_into
-    from cadenza.core.errors import WeightsError
-    from cadenza.core.params import ParamsError, structure_config
-
-    state = None
-    if not context.weights.is_random:
-        path = context.weights.local_path()
-        saved, state = load_checkpoint(path)
-        if saved.get("component") != component:
-            raise WeightsError(f"{path}: a checkpoint of {saved.get('component')!r}, not {component!r}")
-        try:
-            config = structure_config(type(config), saved.get("config", {}))
-        except ParamsError as exc:
-            raise WeightsError(f"{path}: config.json does not fit {component!r}: {exc}") from None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        module = make(config)
-    if state is not None:
-        load_state_into(module, state, str(path))
-    module.info = config.info()
-    return module.to(context.device).eval()
-
-
-def save_module(module, folder, component: str):
-    """Write ``module`` as a checkpoint folder that :func:`build_module` loads back."""
-    from cadenza.core.checkpoint import save_checkpoint
-    from cadenza.core.params import unstructure_config
-
-    config = {"component": component, "config": unstructure_config(module.config)}
-    return save_checkpoint(folder, module.state_dict(), config)
 
 
 # -- registration ----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from cadenza.core.errors import InputError
-from cadenza.plugins.tiny import TINY_CODEC, TinyCodecConfig, build_module, save_module
+from cadenza.core.checkpoint import build_module, save_module
+from cadenza.plugins.tiny import TINY_CODEC, TinyCodecConfig
 
 
 class _ResidualUnit(nn.Module):

@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.core.checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from cadenza.core.checkpoint import build_module, save_module
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import WeightsError
 from cadenza.core.layout import StageLayout
-from cadenza.core.params import ParamsError, config_for_weights, structure_config, unstructure_config
 from cadenza.plugins.transformer import TransformerConfig
 
 COMPONENT = "transformer"
@@ -401,28 +400,17 @@ class TransformerStage(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` (config + layout, so a spec can be checked against it) and weights."""
-        config = {"component": COMPONENT, "config": unstructure_config(self.config), "layout": self.layout.to_dict()}
-        return save_checkpoint(folder, self.state_dict(), config)
+        return save_module(self, folder, COMPONENT, layout=self.layout.to_dict())
 
 
 def build_transformer(config: TransformerConfig, context: BuildContext) -> TransformerStage:
-    """The registered factory: random init (seeded, without disturbing the global RNG) or a checkpoint."""
+    """The registered factory: random init (seeded, without disturbing the global RNG) or a checkpoint
+    whose saved layout must match the stage's."""
     layout = context.layout
     if layout is None:
         raise ValueError("the transformer stage model needs context.layout (built for a cascade stage)")
-    weights = context.weights
-    state = None
-    if not weights.is_random:
-        config = config_for_weights(config, weights)
-        path = weights.local_path()
-        saved, state = load_checkpoint(path)
-        if weights.kind == "hub" and isinstance(saved.get("config"), dict):
-            try:
-                config = structure_config(TransformerConfig, saved["config"])
-            except ParamsError as exc:
-                raise WeightsError(f"{path}: config.json does not fit transformer: {exc}") from None
-        if saved.get("component", COMPONENT) != COMPONENT:
-            raise WeightsError(f"{path}: weights are for component {saved.get('component')!r}, not {COMPONENT!r}")
+
+    def check_layout(saved: dict, path: Path) -> None:
         if "layout" not in saved:
             raise WeightsError(f"{path}: config.json has no saved stage layout to check against the spec")
         try:
@@ -432,9 +420,5 @@ def build_transformer(config: TransformerConfig, context: BuildContext) -> Trans
         diffs = layout.differences(trained)
         if diffs:
             raise WeightsError(f"{path}: weights were trained for another stage layout: {'; '.join(diffs)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = TransformerStage(config, layout)
-    if state is not None:
-        load_state_into(model, state, str(path))
-    return model.to(context.device).eval()
+
+    return build_module(lambda cfg: TransformerStage(cfg, layout), config, context, COMPONENT, check_saved=check_layout)

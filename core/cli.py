@@ -19,6 +19,7 @@ COMMANDS = {
     "plugins": ("cadenza.core.cli_inspect", "run_plugins"),
     "components": ("cadenza.core.cli_inspect", "run_components"),
     "pipelines": ("cadenza.core.cli_inspect", "run_pipelines"),
+    "fit-kmeans": ("cadenza.core.cli_fit_kmeans", "run"),
 }
 KINDS = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric")
 DEFAULT_PIPELINE = "tiny-random"
@@ -75,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipes = sub.add_parser("pipelines", help="list pipeline presets")
     pipes.add_argument("--json", action="store_true", help="machine-readable output")
+    km = sub.add_parser("fit-kmeans", help="fit a semantic tokenizer's k-means codebook on your audio",
+                        description="Extract the semantic tokenizer's features from a folder of audio and fit its "
+                        "k-means codebook (mini-batch k-means in torch); writes a safetensors file of centroids.")
+    km.add_argument("--pipeline", "-p", required=True, help="spec file or preset whose semantic_tokenizer to fit")
+    km.add_argument("--data", required=True, help="folder of audio files (searched recursively)")
+    km.add_argument("--out", "-o", required=True, help="output .safetensors file of centroids")
+    km.add_argument("--clusters", type=int, default=None, help="number of centroids (default: the tokenizer's vocab_size)")
+    km.add_argument("--batch-size", type=int, default=4096, help="feature frames per k-means update (default: 4096)")
+    km.add_argument("--epochs", type=int, default=5, help="passes over the extracted features (default: 5)")
+    km.add_argument("--max-frames", type=int, default=200_000, help="cap on feature frames kept in memory (default: 200000)")
+    km.add_argument("--seed", type=int, default=0)
+    km.add_argument("--device", default="cpu")
     return parser
 
 

@@ -71,6 +71,38 @@ def parse_weights(value: str, base: Path | None = None) -> Weights:
     return Weights(value, "hub")
 
 
+def network_allowed() -> bool:
+    """False when the user said the machine is offline (HF_HUB_OFFLINE or CADENZA_OFFLINE)."""
+    return not any(os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("HF_HUB_OFFLINE", "CADENZA_OFFLINE"))
+
+
+def fetch_url(url: str, dest: Path, what: str) -> Path:
+    """A pretrained file published at ``url`` (not on the hub), cached at ``dest``.
+
+    Used by components whose library downloads its own checkpoints (EnCodec, DAC): the cached
+    file is used when present; otherwise it is downloaded (atomically, 30 s connect timeout)
+    unless the machine is offline, and failure is one line saying where to put the file.
+    """
+    if dest.exists():
+        return dest
+    hint = (f"{what}: {dest} is not cached; download {url} to that path on a connected machine, "
+            "or set `weights:` in the spec to a local copy")
+    if not network_allowed():
+        raise WeightsError(hint + " (offline: HF_HUB_OFFLINE/CADENZA_OFFLINE is set)")
+    import shutil
+    import urllib.request
+
+    from cadenza.core.atomic import atomic_path
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+    except Exception as exc:  # noqa: BLE001 - any network failure is the same to the user
+        raise WeightsError(f"{hint} ({type(exc).__name__}: {exc})") from None
+    return dest
+
+
 def _resolve_hub(repo_id: str) -> Path:
     """Local cache first; download only when the environment allows network access."""
     try:
@@ -81,10 +113,10 @@ def _resolve_hub(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:
         pass
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    offline = not network_allowed()
     hint = (
         f"weights {repo_id!r} are not in the local Hugging Face cache"
-        + (" and HF_HUB_OFFLINE is set" if offline else " and could not be downloaded")
+        + (" and the machine is offline (HF_HUB_OFFLINE/CADENZA_OFFLINE)" if offline else " and could not be downloaded")
         + f": run `huggingface-cli download {repo_id}` on a connected machine, "
         "or set `weights:` in the spec to a local folder"
     )

@@ -10,44 +10,11 @@ import torch
 
 from cadenza.core.cli import main
 from cadenza.registry import discover, set_registry
+from tiny_specs import TINY_SPEC
 
 # Tiny models spend more time synchronising threads than computing; one thread keeps the
 # suite fast and its timings steady whatever else the machine is doing.
 torch.set_num_threads(1)
-
-# A full three-stage cascade small enough to generate half a second in well under a second.
-TINY_SPEC = """\
-name: test-tiny
-conditioner: {name: byte-text, params: {dim: 16, output: pooled}}
-semantic_tokenizer: {name: mel-kmeans, params: {frame_rate: 25, vocab_size: 32}}
-tokenizer: {name: tiny-codec, params: {num_codebooks: 4, codebook_size: 64, channels: 8, latent_dim: 16}}
-stages:
-  - name: semantic
-    role: semantic
-    model: transformer
-    params: {d_model: 32, layers: 1, heads: 2}
-    writes: semantic
-    sampler: {name: top-k, params: {k: 8}}
-    guidance_scale: 2.0
-  - name: coarse
-    role: coarse
-    model: transformer
-    params: {d_model: 32, layers: 1, heads: 2}
-    reads: [semantic]
-    writes: acoustic[0:2]
-    sampler: top-k
-    guidance_scale: 2.0
-  - name: fine
-    role: fine
-    model: transformer
-    params: {d_model: 32, layers: 1, heads: 2}
-    reads:
-      - acoustic[0:2]
-    writes: acoustic[2:4]
-    conditioning: none
-    sampler: greedy
-output: {seconds: 0.5}
-"""
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +58,29 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def real_audio():
+    """real_audio(name="24k", rate=None, seconds=None) -> ([1, C, S] float32, rate).
+
+    Real music recordings shipped in the encodec sdist (fetched by setup.sh into tests/data),
+    optionally resampled and cut, so components are tested on music rather than sine waves.
+    """
+    from cadenza.core.audio import load_audio, resample
+
+    def load(name: str = "24k", rate: int | None = None, seconds: float | None = None):
+        path = DATA / f"test_{name}.wav"
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run `python tests/fetch_test_audio.py` (setup.sh does)")
+        audio, sr = load_audio(path)
+        if rate is not None:
+            audio, sr = resample(audio, sr, rate), rate
+        if seconds is not None:
+            audio = audio[:, : int(seconds * sr)]
+        return audio[None], sr
+
+    return load

@@ -45,7 +45,7 @@ def test_installed_example_is_listed(installed):
 
 @pytest.mark.slow
 def test_installed_example_is_usable_from_a_spec(installed, tmp_path):
-    from tests.conftest import TINY_SPEC
+    from tiny_specs import TINY_SPEC
 
     spec = tmp_path / "minp.yaml"
     spec.write_text(TINY_SPEC.replace("sampler: greedy", "sampler: {name: min-p, params: {min_p: 0.2}}"))
@@ -64,7 +64,7 @@ def test_installed_example_is_usable_from_a_spec(installed, tmp_path):
 
 
 def test_without_the_example_min_p_is_unknown(cli, write_spec):
-    from tests.conftest import TINY_SPEC
+    from tiny_specs import TINY_SPEC
 
     spec = write_spec(TINY_SPEC.replace("sampler: greedy", "sampler: min-p"))
     code, _, err = cli("validate", spec)

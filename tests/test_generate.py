@@ -16,7 +16,7 @@ from cadenza.registry import discover
 
 @pytest.fixture(scope="module")
 def cascade(tmp_path_factory):
-    from tests.conftest import TINY_SPEC
+    from tiny_specs import TINY_SPEC
 
     path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
     path.write_text(TINY_SPEC)

@@ -6,7 +6,7 @@ import pytest
 
 from cadenza.core.errors import SpecError
 from cadenza.core.validate import check_tree, load_pipeline
-from tests.conftest import TINY_SPEC
+from tiny_specs import TINY_SPEC
 
 
 def problems_of(path, registry) -> list[str]:

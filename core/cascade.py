@@ -17,6 +17,7 @@ import attrs
 
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import InputError
+from cadenza.core.prompts import check_prompts
 from cadenza.core.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
 ProgressFactory = Callable[[str, int], Any]  # (stage name, total tokens) -> object with update(n), close()
@@ -33,16 +34,6 @@ class Generation:
     seconds: float
     tokens: dict[str, Any]  # "semantic": [B, 1, T]; "acoustic": [B, Q, T]
     stage_seconds: dict[str, float]
-
-
-def check_prompts(prompts: str | Sequence[str]) -> tuple[str, ...]:
-    items = (prompts,) if isinstance(prompts, str) else tuple(prompts)
-    if not items:
-        raise InputError("no prompt given")
-    for i, prompt in enumerate(items):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError(f"prompt {i + 1} is empty: describe the music to generate")
-    return items
 
 
 def check_seconds(seconds: float) -> float:
@@ -100,7 +91,7 @@ class Cascade:
 
         from cadenza.core.decode import decode_stage
 
-        prompts = check_prompts(prompts)
+        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
         seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {seed!r}")
@@ -137,20 +128,12 @@ class Cascade:
         audio = self._finish(audio.float(), seconds)
         return Generation(audio, self.sample_rate, prompts, seed, seconds, dict(streams), timings)
 
-    @staticmethod
-    def _store(streams: dict, writes: Any, tokens: Any) -> None:
-        """Put a stage's ``[B, Q, T]`` tokens at their codebook offset in the stream."""
-        import torch
-
+    def _store(self, streams: dict, writes: Any, tokens: Any) -> None:
+        """Put a stage's ``[B, Q, T]`` tokens at their codebook offset in their stream."""
         if writes.stream not in streams:
-            batch, _, frames = tokens.shape
-            total = writes.stop if writes.stream == "acoustic" else 1
-            streams[writes.stream] = torch.zeros(batch, max(total, writes.stop), frames, dtype=torch.long, device=tokens.device)
-        current = streams[writes.stream]
-        if current.shape[1] < writes.stop:  # a later stage writes higher codebooks
-            pad = current.new_zeros(current.shape[0], writes.stop - current.shape[1], current.shape[2])
-            current = streams[writes.stream] = torch.cat([current, pad], dim=1)
-        current[:, writes.start:writes.stop] = tokens
+            width = 1 if writes.stream == "semantic" else self.pipeline.tokenizer.info.num_codebooks
+            streams[writes.stream] = tokens.new_zeros(tokens.shape[0], width, tokens.shape[2])
+        streams[writes.stream][:, writes.start:writes.stop] = tokens
 
     def _finish(self, audio: Any, seconds: float) -> Any:
         """Trim to the requested length, then peak-normalise (or clip) per clip."""

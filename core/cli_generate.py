@@ -66,9 +66,10 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cadenza.core.cascade import Cascade, check_prompts, check_seconds
+    from cadenza.core.cascade import Cascade, check_seconds
+    from cadenza.core.prompts import check_prompts
 
-    check_prompts(args.prompt)
+    check_prompts([args.prompt])
     if args.seconds is not None:
         check_seconds(args.seconds)
     if args.seed < 0:

@@ -98,6 +98,9 @@ class SemanticTokenizer(Protocol):
     def tokenize(self, audio: "torch.Tensor") -> "torch.Tensor":
         """``[B, C, S]`` float at ``info.sample_rate`` -> ``[B, T]`` int64 ids < vocab_size."""
 
+    # Optional, for k-means tokenizers (``cadenza fit-kmeans`` uses it):
+    # features(audio [B, C, S], sample_rate) -> [B, T, D] float, the vectors that are clustered.
+
 
 @runtime_checkable
 class Conditioner(Protocol):

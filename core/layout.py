@@ -9,6 +9,7 @@ model is built, and saved with a stage's weights so a checkpoint can be checked 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -76,8 +77,9 @@ class StreamSlice:
         return f"{self.stream}[{self.start}:{self.stop}]"
 
     def num_frames(self, seconds: float) -> int:
-        """Frames covering ``seconds`` of audio (at least one)."""
-        return max(1, round(seconds * self.frame_rate))
+        """Frames covering ``seconds`` of audio: rounded up (the cascade trims the decoded
+        audio), so a frame rate like 86.13 Hz never yields a clip shorter than asked."""
+        return max(1, math.ceil(seconds * self.frame_rate - 1e-9))
 
 
 @attrs.frozen

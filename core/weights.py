@@ -40,6 +40,12 @@ class Weights:
             return self.path
         return _resolve_hub(self.source)
 
+    def hub_file(self, filename: str) -> Path:
+        """One file of a hub repo (cache first, then download if allowed); a local path as is."""
+        if self.kind != "hub":
+            return self.local_path()
+        return _resolve_hub(self.source, filename)
+
     def read_config(self) -> dict[str, Any] | None:
         """The ``config.json`` beside local weights (checked without loading them), None otherwise."""
         if self.kind != "path" or self.path is None:
@@ -103,28 +109,36 @@ def fetch_url(url: str, dest: Path, what: str) -> Path:
     return dest
 
 
-def _resolve_hub(repo_id: str) -> Path:
-    """Local cache first; download only when the environment allows network access."""
+def _resolve_hub(repo_id: str, filename: str | None = None) -> Path:
+    """A hub repo folder (or one file of it): local cache first, download only when allowed.
+
+    ``filename`` fetches that one file instead of the whole repo (some repos hold several
+    multi-GB checkpoints of which a component needs one).
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    def fetch(local_only: bool) -> Path:
+        if filename is None:
+            return Path(snapshot_download(repo_id, local_files_only=local_only))
+        return Path(hf_hub_download(repo_id, filename, local_files_only=local_only))
+
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
-        raise WeightsError(f"hub id {repo_id!r} needs the huggingface_hub package") from None
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
+        return fetch(local_only=True)
+    except Exception:  # noqa: BLE001 - not cached (or no such repo/file): say how to get it below
         pass
     offline = not network_allowed()
+    what = f"weights {repo_id!r}" + (f" (file {filename!r})" if filename else "")
     hint = (
-        f"weights {repo_id!r} are not in the local Hugging Face cache"
+        f"{what} are not in the local Hugging Face cache"
         + (" and the machine is offline (HF_HUB_OFFLINE/CADENZA_OFFLINE)" if offline else " and could not be downloaded")
-        + f": run `huggingface-cli download {repo_id}` on a connected machine, "
-        "or set `weights:` in the spec to a local folder"
+        + f": run `huggingface-cli download {repo_id}{' ' + filename if filename else ''}` on a connected machine, "
+        "or set `weights:` in the spec to a local " + ("copy of the file" if filename else "folder")
     )
     if offline:
         raise WeightsError(hint)
     try:
         os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
         os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-        return Path(snapshot_download(repo_id))
-    except Exception as exc:
+        return fetch(local_only=False)
+    except Exception as exc:  # noqa: BLE001 - any network failure reads the same to the user
         raise WeightsError(f"{hint} ({type(exc).__name__})") from None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cadenza.core.errors import InputError
+from cadenza.core.prompts import check_prompts
 from cadenza.core.types import Conditioning
 from cadenza.core.checkpoint import build_module, save_module
 from cadenza.plugins.tiny import BYTE_TEXT, ByteTextConfig
@@ -37,15 +37,7 @@ class ByteText(nn.Module):
 
     def byte_ids(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids [B, L] int64, mask [B, L] bool)``; raises :class:`InputError` for an empty prompt."""
-        if isinstance(texts, str):
-            raise TypeError("embed_text takes a sequence of prompts, not a single string")
-        if len(texts) == 0:
-            raise InputError("no prompts to embed")
-        encoded = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InputError(f"empty prompt (prompt {i} is {text!r}): describe the music to generate")
-            encoded.append(text.encode("utf-8")[: self.config.max_length])
+        encoded = [text.encode("utf-8")[: self.config.max_length] for text in check_prompts(texts)]
         length = max(len(b) for b in encoded)
         ids = torch.zeros(len(encoded), length, dtype=torch.long)
         mask = torch.zeros(len(encoded), length, dtype=torch.bool)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cadenza.core.errors import InputError
+from cadenza.core import kmeans
+from cadenza.core.audio import resample
+from cadenza.core.errors import InputError, WeightsError
 from cadenza.core.checkpoint import build_module, save_module
 from cadenza.plugins.tiny import MEL_KMEANS, MelKMeansConfig
 
@@ -91,8 +94,11 @@ class MelKMeans(nn.Module):
         self.register_buffer("filterbank", fb, persistent=False)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
-    def features(self, audio: torch.Tensor) -> torch.Tensor:
+    def features(self, audio: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """``[B, C, S]`` -> normalised log-mel ``[B, T, n_mels]`` with ``T = ceil(S / hop)``.
+
+        ``sample_rate`` (default: the tokenizer's own) lets ``cadenza fit-kmeans`` pass audio at
+        any rate; it is resampled first.
 
         Normalisation is one mean and variance per utterance (over time and mel bins), not per
         bin: per-bin normalisation would erase the spectral shape of a steady sound, and the
@@ -100,6 +106,8 @@ class MelKMeans(nn.Module):
         """
         if audio.dim() != 3:
             raise InputError(f"mel-kmeans takes audio [batch, channels, samples], got shape {tuple(audio.shape)}")
+        if sample_rate is not None:
+            audio = resample(audio, sample_rate, self.config.sample_rate)
         n_fft, hop = self.config.n_fft, self.hop
         x = audio.float().mean(dim=1)
         frames = -(-x.shape[-1] // hop)
@@ -116,27 +124,31 @@ class MelKMeans(nn.Module):
 
     def assign(self, features: torch.Tensor) -> torch.Tensor:
         """``[..., n_mels]`` -> nearest centroid ids ``[...]`` (squared Euclidean distance)."""
-        c = self.centroids
-        dist = features.pow(2).sum(-1, keepdim=True) - 2 * features @ c.T + c.pow(2).sum(-1)
-        return dist.argmin(-1)
+        return kmeans.assign(features, self.centroids)
 
     @torch.no_grad()
-    def tokenize(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.assign(self.features(audio))
+    def tokenize(self, audio: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        return self.assign(self.features(audio, sample_rate))
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, iterations: int = 20, generator: torch.Generator | None = None) -> None:
-        """Plain k-means (Lloyd) on ``[N, n_mels]`` features; empty clusters keep their centroid."""
+        """Fit the centroids to ``[N, n_mels]`` features with the shared mini-batch k-means
+        (:mod:`cadenza.core.kmeans`; one full batch per iteration); ``generator`` picks its seed."""
         features = features.reshape(-1, self.config.n_mels).to(self.centroids)
-        pick = torch.randint(features.shape[0], (self.config.vocab_size,), generator=generator, device="cpu")
-        centroids = features[pick.to(features.device)].clone()
-        for _ in range(iterations):
-            self.centroids.copy_(centroids)
-            ids = self.assign(features)
-            sums = torch.zeros_like(centroids).index_add_(0, ids, features)
-            counts = torch.bincount(ids, minlength=centroids.shape[0]).unsqueeze(-1)
-            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
-        self.centroids.copy_(centroids)
+        seed = 0 if generator is None else int(torch.randint(2**62, (1,), generator=generator))
+        fitted = kmeans.fit_kmeans(features, self.config.vocab_size, batch_size=len(features),
+                                   epochs=iterations, seed=seed)
+        self.centroids.copy_(fitted)
+
+    def with_centroids(self, centroids: torch.Tensor) -> "MelKMeans":
+        """A copy using ``centroids`` ``[K, n_mels]`` (``vocab_size`` becomes K), e.g. fitted by
+        ``cadenza fit-kmeans``, ready for :meth:`save_pretrained`."""
+        if centroids.dim() != 2 or centroids.shape[1] != self.config.n_mels:
+            raise WeightsError(f"mel-kmeans centroids must be [K, {self.config.n_mels}], got {tuple(centroids.shape)}")
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten; leave the global RNG alone
+            model = MelKMeans(attrs.evolve(self.config, vocab_size=int(centroids.shape[0])))
+        model.centroids.copy_(centroids)
+        return model.to(self.centroids.device).eval()
 
     def save_pretrained(self, folder):
         return save_module(self, folder, MEL_KMEANS)

@@ -251,7 +251,7 @@ def test_byte_text_unicode_and_empty(text):
     c = text.embed_text(["日本の音楽 🎵 with ünïcödé"])  # truncation may split a character: fine for bytes
     assert torch.isfinite(c.values).all()
     for bad in (["", "ok"], ["   \n\t"]):
-        with pytest.raises(InputError, match="^empty prompt"):
+        with pytest.raises(InputError, match="^prompt 1 is empty"):
             text.embed_text(bad)
 
 

@@ -1,0 +1,105 @@
+"""Registration and config of the ``mulan`` conditioner (the model is in :mod:`.mulan_model`).
+
+MusicLM conditions on MuLan: an audio tower and a text tower trained contrastively into one
+embedding space, so the stages can be trained on the *audio* embedding of each clip (no
+captions needed) and driven by the *text* embedding at inference. This module must stay
+light (no torch, transformers or tokenizers import): discovery and ``cadenza validate`` only
+need the config and ``describe``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from cadenza.core.hookspecs import hookimpl
+from cadenza.core.params import config_for_weights
+from cadenza.core.types import ConditioningInfo
+from cadenza.plugins.tiny import _at_least, _non_negative, _positive
+
+MULAN = "mulan"
+
+
+def _divides(field: str):
+    def check(instance, attribute, value) -> None:
+        whole = getattr(instance, field)
+        if value < 1 or whole % value:
+            raise ValueError(f"{attribute.name} must be >= 1 and divide {field} ({whole}), got {value!r}")
+
+    return check
+
+
+def _audio_dim(instance, attribute, value) -> None:
+    # 2D sin-cos positions give a quarter of the width to each of sin/cos x frequency/time.
+    if value < 4 or value % 4 or value % instance.audio_heads:
+        raise ValueError(f"{attribute.name} must be a multiple of 4 and of audio_heads ({instance.audio_heads}), got {value!r}")
+
+
+def _n_fft(instance, attribute, value) -> None:
+    if value < instance.hop_length:
+        raise ValueError(f"{attribute.name} must be >= hop_length ({instance.hop_length}), got {value!r}")
+
+
+def _text_length(instance, attribute, value) -> None:
+    if not 3 <= value <= 512:  # [CLS] + at least one word piece + [SEP]; BERT has 512 positions
+        raise ValueError(f"{attribute.name} must be in 3..512, got {value!r}")
+
+
+@attrs.frozen
+class MulanConfig:
+    """A MuLan-style joint embedding model plus its residual-VQ embedding quantiser.
+
+    Audio tower: log-mel (``n_mels`` bins, ``n_fft`` window, ``hop_length`` hop at
+    ``sample_rate``) cut into ``patch_mels`` x ``patch_frames`` patches, a transformer of
+    ``audio_layers`` x ``audio_dim``, mean-pooled. Clips longer than ``clip_seconds`` are
+    embedded window by window and averaged (see :mod:`.mulan_model`).
+    Text tower: ``text="own"`` -- a small transformer (``text_dim``/``text_layers``/``text_heads``)
+    over the MiniLM WordPiece vocabulary; ``text="minilm"`` -- the pretrained MiniLM-L6 encoder
+    (384 wide, 6 layers; the ``text_*`` sizes are then unused). Prompts are cut to
+    ``max_text_length`` word pieces. Both towers project to the shared ``dim``.
+    Quantiser: ``num_quantizers`` codebooks of ``codebook_size`` (MusicLM: 12 x 1024).
+    ``output``: ``tokens`` (the RVQ ids, MusicLM's conditioning) or ``pooled`` (the embedding).
+    """
+
+    sample_rate: int = attrs.field(default=16000, validator=_at_least(1000))
+    n_mels: int = attrs.field(default=128, validator=_at_least(1))
+    n_fft: int = attrs.field(default=512, validator=_n_fft)
+    hop_length: int = attrs.field(default=160, validator=_at_least(1))
+    patch_mels: int = attrs.field(default=16, validator=_divides("n_mels"))
+    patch_frames: int = attrs.field(default=16, validator=_at_least(1))
+    clip_seconds: float = attrs.field(default=10.0, validator=_positive)
+    audio_dim: int = attrs.field(default=256, validator=_audio_dim)
+    audio_layers: int = attrs.field(default=4, validator=_at_least(1))
+    audio_heads: int = attrs.field(default=4, validator=_at_least(1))
+    text: Literal["own", "minilm"] = attrs.field(default="own", validator=attrs.validators.in_(("own", "minilm")))
+    text_dim: int = attrs.field(default=256, validator=_at_least(1))
+    text_layers: int = attrs.field(default=4, validator=_at_least(1))
+    text_heads: int = attrs.field(default=4, validator=_divides("text_dim"))
+    max_text_length: int = attrs.field(default=64, validator=_text_length)
+    dim: int = attrs.field(default=128, validator=_at_least(1))
+    num_quantizers: int = attrs.field(default=12, validator=_at_least(1))
+    codebook_size: int = attrs.field(default=1024, validator=_at_least(2))
+    output: Literal["tokens", "pooled"] = attrs.field(
+        default="tokens", validator=attrs.validators.in_(("tokens", "pooled"))
+    )
+    seed: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def clip_samples(self) -> int:
+        return max(1, round(self.clip_seconds * self.sample_rate))
+
+    def info(self) -> ConditioningInfo:
+        if self.output == "tokens":
+            return ConditioningInfo(kind="tokens", length=self.num_quantizers, vocab_size=self.codebook_size,
+                                    has_audio=True)
+        return ConditioningInfo(kind="pooled", dim=self.dim, has_audio=True)
+
+    def describe(self, weights) -> ConditioningInfo:
+        return config_for_weights(self, weights).info()
+
+
+@hookimpl
+def register_conditioners(register):
+    register(MULAN, "cadenza.plugins.mulan_model:build", config=MulanConfig,
+             description="MuLan-style joint audio-text embedding (+ residual-VQ tokens); random until trained")

@@ -34,12 +34,9 @@ def save_checkpoint(folder: str | Path, state: dict[str, "torch.Tensor"], config
     return Path(folder)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a checkpoint folder (or beside its weights file), checked to be an object."""
-    path = Path(path)
-    file = (path if path.is_dir() else path.parent) / CONFIG_FILE
-    if not file.exists():
-        raise WeightsError(f"{file}: missing (a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON file holding an object (a ``config.json``); a one-line WeightsError naming the file
+    when it is unreadable, not JSON, or not an object. Needs no torch."""
     try:
         data = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
@@ -47,6 +44,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WeightsError(f"{file}: expected a JSON object")
     return data
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder (or beside its weights file), checked to be an object."""
+    path = Path(path)
+    file = (path if path.is_dir() else path.parent) / CONFIG_FILE
+    if not file.exists():
+        raise WeightsError(f"{file}: missing (a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+    return read_json_object(file)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, "torch.Tensor"]]:

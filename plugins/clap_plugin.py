@@ -29,6 +29,7 @@ from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.params import config_for_weights
 from cadenza.core.types import ConditioningInfo
+from cadenza.core.validators import at_least
 
 CLAP = "clap"
 HUB_REPO = "lukewys/laion_clap"
@@ -57,14 +58,6 @@ HTSAT_SIZES = {"tiny": (96, (2, 2, 6, 2), (4, 8, 16, 32), 8, 256),
 HTSAT_AUDIO = {"sample_rate": 48000, "hop_size": 480, "mel_bins": 64, "clip_samples": 480000}
 SIZE_OVERRIDES = ("clip_seconds", "mel_bins", "htsat_dim", "htsat_depths", "htsat_heads", "htsat_window",
                   "htsat_spec_size", "text_width", "text_layers", "text_heads", "text_context")
-
-
-def _at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
 
 
 def _non_negative(instance, attribute, value) -> None:
@@ -152,7 +145,7 @@ class ClapConfig:
     enable_fusion: bool = False
     fusion_type: str = attrs.field(default="aff_2d", validator=attrs.validators.in_(FUSION_TYPES))
     checkpoint: str = "630k-audioset-best.pt"
-    joint_dim: int = attrs.field(default=512, validator=_at_least(1))
+    joint_dim: int = attrs.field(default=512, validator=at_least(1))
     output: Literal["pooled"] = attrs.field(default="pooled", validator=attrs.validators.in_(("pooled",)))
     clip_seconds: float = attrs.field(default=0.0, validator=_non_negative)
     mel_bins: int = attrs.field(default=0, validator=_non_negative)
@@ -165,7 +158,7 @@ class ClapConfig:
     text_layers: int = attrs.field(default=0, validator=_transformer_only)
     text_heads: int = attrs.field(default=0, validator=_transformer_only)
     text_context: int = attrs.field(default=0, validator=_transformer_only)
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    seed: int = attrs.field(default=0, validator=at_least(0))
 
     def info(self) -> ConditioningInfo:
         return ConditioningInfo(kind="pooled", dim=self.joint_dim, has_audio=True)

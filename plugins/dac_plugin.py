@@ -23,6 +23,7 @@ from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.params import config_for_weights
 from cadenza.core.types import TokenizerInfo
+from cadenza.core.validators import optional_at_least
 
 DAC = "dac"
 
@@ -44,14 +45,6 @@ MODELS = {
 }
 ARCHITECTURE = ("encoder_dim", "encoder_rates", "decoder_dim", "decoder_rates", "latent_dim",
                 "n_codebooks", "codebook_size", "codebook_dim")
-
-
-def _optional_at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value is not None and value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
 
 
 def _rates(instance, attribute, value) -> None:
@@ -80,16 +73,16 @@ class DacConfig:
     model: Literal["16khz", "24khz", "44khz"] = attrs.field(
         default="44khz", validator=attrs.validators.in_(("16khz", "24khz", "44khz")))
     bitrate: Literal["8kbps", "16kbps"] = attrs.field(default="8kbps", validator=_bitrate)
-    num_codebooks: int | None = attrs.field(default=None, validator=_optional_at_least(1))
-    encoder_dim: int | None = attrs.field(default=None, validator=_optional_at_least(1))
+    num_codebooks: int | None = attrs.field(default=None, validator=optional_at_least(1))
+    encoder_dim: int | None = attrs.field(default=None, validator=optional_at_least(1))
     encoder_rates: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_tuple, validator=_rates)
-    decoder_dim: int | None = attrs.field(default=None, validator=_optional_at_least(1))
+    decoder_dim: int | None = attrs.field(default=None, validator=optional_at_least(1))
     decoder_rates: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_tuple, validator=_rates)
-    latent_dim: int | None = attrs.field(default=None, validator=_optional_at_least(1))
-    n_codebooks: int | None = attrs.field(default=None, validator=_optional_at_least(1))
-    codebook_size: int | None = attrs.field(default=None, validator=_optional_at_least(2))
-    codebook_dim: int | None = attrs.field(default=None, validator=_optional_at_least(1))
-    seed: int = attrs.field(default=0, validator=_optional_at_least(0))
+    latent_dim: int | None = attrs.field(default=None, validator=optional_at_least(1))
+    n_codebooks: int | None = attrs.field(default=None, validator=optional_at_least(1))
+    codebook_size: int | None = attrs.field(default=None, validator=optional_at_least(2))
+    codebook_dim: int | None = attrs.field(default=None, validator=optional_at_least(1))
+    seed: int = attrs.field(default=0, validator=optional_at_least(0))
 
     def __attrs_post_init__(self) -> None:
         # Cross-field checks; each message starts with the field it concerns.

@@ -28,6 +28,7 @@ from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.params import config_for_weights
 from cadenza.core.types import TokenizerInfo
+from cadenza.core.validators import at_least, positive
 
 ENCODEC = "encodec"
 CODEBOOK_SIZE = 1024  # bins of every EnCodec quantizer: 10 bits per code
@@ -44,14 +45,6 @@ MODELS = {
 ROOT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"  # encodec.model.ROOT_URL
 # SEANet sizes of the published models (the library's defaults); other values need random weights.
 ARCHITECTURE = {"n_filters": 32, "dimension": 128, "n_residual_layers": 1, "ratios": (8, 5, 4, 2), "lstm": 2}
-
-
-def _at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
 
 
 def _bandwidth(instance, attribute, value) -> None:
@@ -71,11 +64,6 @@ def _ratios(instance, attribute, value) -> None:
                          f"{max(MODELS[instance.model]['bandwidths']):g} kbps; use a larger product")
 
 
-def _positive(instance, attribute, value) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
 def _total_codebooks(model: str, frame_rate: float) -> int:
     """Codebooks the quantizer holds: enough for the highest bandwidth (``EncodecModel._get_model``)."""
     return int(1000 * max(MODELS[model]["bandwidths"]) // (frame_rate * 10))
@@ -92,13 +80,13 @@ class EncodecConfig:
 
     model: Literal["24khz", "48khz"] = attrs.field(default="24khz", validator=attrs.validators.in_(tuple(MODELS)))
     bandwidth: float = attrs.field(default=6.0, validator=_bandwidth)
-    rms: float = attrs.field(default=0.15, validator=_positive)  # 48khz: RMS level of decoded audio
-    n_filters: int = attrs.field(default=32, validator=_at_least(1))
-    dimension: int = attrs.field(default=128, validator=_at_least(1))
-    n_residual_layers: int = attrs.field(default=1, validator=_at_least(1))
+    rms: float = attrs.field(default=0.15, validator=positive)  # 48khz: RMS level of decoded audio
+    n_filters: int = attrs.field(default=32, validator=at_least(1))
+    dimension: int = attrs.field(default=128, validator=at_least(1))
+    n_residual_layers: int = attrs.field(default=1, validator=at_least(1))
     ratios: tuple[int, ...] = attrs.field(default=(8, 5, 4, 2), converter=tuple, validator=_ratios)
-    lstm: int = attrs.field(default=2, validator=_at_least(0))
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    lstm: int = attrs.field(default=2, validator=at_least(0))
+    seed: int = attrs.field(default=0, validator=at_least(0))
 
     @property
     def sample_rate(self) -> int:

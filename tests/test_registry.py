@@ -15,7 +15,7 @@ from cadenza.core.errors import RegistryError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.registry import Registry, discover
 
-BUILTIN_PLUGINS = {"transformer", "samplers", "tiny", "presets"}
+BUILTIN_PLUGINS = {"transformer", "samplers", "tiny", "presets", "encodec", "dac", "clap", "mulan", "hf-text", "hf-semantic"}
 
 
 def make_dist(site, dist: str, plugins: dict[str, str], modules: dict[str, str], version: str = "1.0") -> None:

@@ -20,6 +20,10 @@ COMMANDS = {
     "components": ("cadenza.core.cli_inspect", "run_components"),
     "pipelines": ("cadenza.core.cli_inspect", "run_pipelines"),
     "fit-kmeans": ("cadenza.core.cli_fit_kmeans", "run"),
+    "prepare": ("cadenza.core.cli_prepare", "run"),
+    "train": ("cadenza.core.cli_train", "run"),
+    "export": ("cadenza.core.cli_export", "run"),
+    "new-plugin": ("cadenza.core.cli_new_plugin", "run"),
 }
 KINDS = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric")
 DEFAULT_PIPELINE = "tiny-random"
@@ -88,6 +92,62 @@ def build_parser() -> argparse.ArgumentParser:
     km.add_argument("--max-frames", type=int, default=200_000, help="cap on feature frames kept in memory (default: 200000)")
     km.add_argument("--seed", type=int, default=0)
     km.add_argument("--device", default="cpu")
+
+    prep = sub.add_parser("prepare", help="tokenize a training set once into a token cache",
+                          description="Run the spec's tokenizers and conditioner over a folder of audio (or a JSONL/CSV "
+                          "manifest of audio paths and captions) and write codec codes, semantic ids and conditioning "
+                          "to a sharded cache. Resumable: finished shards are kept.")
+    prep.add_argument("--pipeline", "-p", required=True, help="spec file or preset whose components tokenize")
+    prep.add_argument("--data", required=True, help="folder of audio (recursive) or a .jsonl/.csv manifest")
+    prep.add_argument("--out", "-o", required=True, help="cache folder to write")
+    prep.add_argument("--clip-seconds", type=float, default=10.0, help="cut audio into clips this long (default: 10)")
+    prep.add_argument("--valid-fraction", type=float, default=0.05, help="share of source files held out (default: 0.05)")
+    prep.add_argument("--shard-size", type=int, default=256, help="clips per shard file (default: 256)")
+    prep.add_argument("--batch-size", type=int, default=8, help="clips per tokenizer call (default: 8)")
+    prep.add_argument("--workers", type=int, default=2, help="processes decoding and resampling audio (default: 2)")
+    prep.add_argument("--device", default="cpu")
+
+    tr = sub.add_parser("train", help="train one stage of a pipeline (or the MuLan conditioner)",
+                        description="Train a stage on a token cache with Hugging Face Accelerate: the same command runs "
+                        "on a CPU, one GPU, or many through `accelerate launch`.")
+    tr.add_argument("--pipeline", "-p", required=True, help="spec file or preset")
+    tr.add_argument("--stage", required=True, help="a stage name from the spec, or 'mulan' for the conditioner")
+    tr.add_argument("--cache", help="token cache from `cadenza prepare` (stages)")
+    tr.add_argument("--data", help="folder or manifest of audio + captions (mulan)")
+    tr.add_argument("--out", "-o", required=True, help="run folder: checkpoints, logs, exported weights")
+    tr.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: 1000)")
+    tr.add_argument("--batch-size", type=int, default=8, help="examples per process per micro-batch (default: 8)")
+    tr.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
+    tr.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default: 3e-4)")
+    tr.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up, then cosine decay (default: 100)")
+    tr.add_argument("--weight-decay", type=float, default=0.01)
+    tr.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clipping (default: 1.0)")
+    tr.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 turns it off (default: 0.999)")
+    tr.add_argument("--seconds", type=float, default=None, help="crop length of each example (default: the cache's clips)")
+    tr.add_argument("--conditioning", choices=["audio", "text"], default=None,
+                    help="train on the conditioner's audio embedding of each clip (MuLan trick) or on its caption "
+                    "(default: audio when the conditioner embeds audio)")
+    tr.add_argument("--valid-every", type=int, default=200, help="validation loss every N steps (default: 200)")
+    tr.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default: 500)")
+    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    tr.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    tr.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default: 0)")
+    tr.add_argument("--seed", type=int, default=0)
+
+    ex = sub.add_parser("export", help="write a pipeline spec that uses trained weights",
+                        description="Copy a spec, pointing each trained stage (and conditioner) at the exported "
+                        "weights of its run, so `cadenza generate --pipeline OUT/pipeline.yaml` uses them.")
+    ex.add_argument("--pipeline", "-p", required=True, help="the spec the runs were trained with")
+    ex.add_argument("--run", action="append", required=True, metavar="STAGE=RUN",
+                    help="a trained run folder for a stage (repeatable), e.g. --run coarse=runs/coarse")
+    ex.add_argument("--out", "-o", required=True, help="folder to write pipeline.yaml and the weights into")
+
+    new = sub.add_parser("new-plugin", help="write a ready-to-install plugin package",
+                         description="Write a plugin package (pyproject with the entry point, a working component "
+                         "skeleton, a passing test, a README) into a new folder.")
+    new.add_argument("name", help="package name, e.g. cadenza-snac")
+    new.add_argument("--kind", required=True, choices=["tokenizer", "conditioner", "stage_model", "sampler", "metric"])
+    new.add_argument("--out", "-o", default=".", help="folder to create the package folder in (default: .)")
     return parser
 
 

@@ -69,7 +69,7 @@ class CacheWriter:
     def finish(self, report: dict[str, Any]) -> dict[str, Any]:
         """Gather every shard's records into ``index.json`` (and write ``report.json``)."""
         clips: list[dict[str, Any]] = []
-        for file in sorted(self.folder.glob("shard-*.json")):
+        for file in sorted(self.folder.glob("shard-[0-9]*.json")):
             clips += json.loads(file.read_text())
         index = {**self.header, "clips": clips}
         write_text(self.folder / REPORT, json.dumps(report, indent=2) + "\n")

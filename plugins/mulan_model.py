@@ -161,7 +161,10 @@ class OwnTextTower(nn.Module):
         self.proj = nn.Linear(c.text_dim, c.dim)
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
-        ids, mask = encode_texts(self.tokenizer, texts, self.positions.device)
+        return self.features_from_ids(*encode_texts(self.tokenizer, texts, self.positions.device))
+
+    def features_from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = ids.to(self.positions.device), mask.to(self.positions.device)
         x = self.embed(ids) + self.positions[: ids.shape[1]]
         x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
         return masked_mean(x, mask)
@@ -195,7 +198,10 @@ class MiniLMTextTower(nn.Module):
         self.proj = nn.Linear(self.bert.config.hidden_size, c.dim)
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
-        ids, mask = encode_texts(self.tokenizer, texts, self.proj.weight.device)
+        return self.features_from_ids(*encode_texts(self.tokenizer, texts, self.proj.weight.device))
+
+    def features_from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = ids.to(self.proj.weight.device), mask.to(self.proj.weight.device)
         hidden = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         return masked_mean(hidden, mask)
 
@@ -217,7 +223,9 @@ class Mulan(nn.Module):
     """The ``mulan`` conditioner: ``embed_text`` / ``embed_audio`` -> :class:`Conditioning`.
 
     ``embed_*`` are for conditioning (no gradients: the stages train against a fixed MuLan).
-    For training MuLan itself: :meth:`text_embedding` / :meth:`audio_embedding` (unit vectors with gradients),
+    For training MuLan itself: :meth:`text_embedding` / :meth:`audio_embedding` (unit vectors with gradients;
+    :meth:`text_embedding_from_ids` takes prompts a data loader tokenised, and ``self.audio(wave)``
+    embeds mono ``[N, S]`` windows already at ``sample_rate``),
     :meth:`contrastive_loss` (with the learnable temperature), :meth:`fit_quantizer`.
     """
 
@@ -237,6 +245,11 @@ class Mulan(nn.Module):
 
     def text_embedding(self, texts: Sequence[str]) -> torch.Tensor:
         return F.normalize(self.text.proj(self.text_features(texts)), dim=-1)
+
+    def text_embedding_from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`text_embedding` of prompts already tokenised by ``encode_texts(self.text.tokenizer, ...)``
+        (training tokenises in its data loader's collate, off the training loop)."""
+        return F.normalize(self.text.proj(self.text.features_from_ids(ids, mask)), dim=-1)
 
     def audio_embedding(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """``[B, C, S]`` at any rate -> ``[B, dim]``; long clips averaged over windows (module doc)."""

@@ -42,12 +42,11 @@ from cadenza.core.components import StageRequest
 from cadenza.core.stage_data import (
     StageDataset,
     StreamBatches,
-    cache_header,
     check_cache,
     collate,
     to_request,
 )
-from cadenza.core.token_cache import CacheWriter, TokenCache
+from cadenza.core.token_cache import CacheWriter, TokenCache, cache_header
 from cadenza.core.types import Conditioning
 
 FULL = {"d_model": 128, "layers": 2, "heads": 4, "codec_channels": 32, "codec_latent": 64, "codebook_size": 256,

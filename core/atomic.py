@@ -54,6 +54,14 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp makes 0700 folders (and some writers 0600 files): give them what a new file gets."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for item in folder.rglob("*"):
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
 def write_folder(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> None:
     """Fill a fresh temporary folder, then swap it in for ``path`` (replacing an old one)."""
     dest = Path(path)
@@ -61,6 +69,7 @@ def write_folder(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         fill(tmp)
+        _usual_permissions(tmp)
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")

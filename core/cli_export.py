@@ -121,7 +121,6 @@ def _absolute_local_weights(data: dict[str, Any], base: Path | None) -> None:
 
 def _copy_folder(source: Path, dest: Path) -> None:
     from cadenza.core.atomic import write_folder
-    from cadenza.core.trainer import loosen_permissions
 
     def fill(tmp: Path) -> None:
         for item in source.iterdir():
@@ -129,7 +128,6 @@ def _copy_folder(source: Path, dest: Path) -> None:
                 shutil.copy2(item, tmp / item.name)
             elif item.is_dir():
                 shutil.copytree(item, tmp / item.name)
-        loosen_permissions(tmp)
 
     write_folder(dest, fill)
 

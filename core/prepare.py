@@ -68,7 +68,7 @@ import attrs
 from cadenza.core.audio import load_audio, prepare
 from cadenza.core.data_sources import Item, list_items, split_of
 from cadenza.core.errors import InputError
-from cadenza.core.token_cache import CacheWriter
+from cadenza.core.token_cache import CacheWriter, cache_header, code_dtype
 
 MIN_SECONDS = 1.0  # a file shorter than one clip still gives one clip from this long (or half a clip)
 SETTINGS = "prepare.json"  # header + plan digest of the run that started the folder (resume check)
@@ -155,43 +155,6 @@ def build_component(component: Any, device: str) -> Any:
 
     context = BuildContext(weights=component.weights or BuildContext().weights, device=device)
     return component.entry.build(component.config, context)
-
-
-def code_dtype(size: int) -> Any:
-    import torch
-
-    return torch.int16 if size <= 32767 else torch.int32
-
-
-def make_header(pipeline: Any, clip_seconds: float, shard_size: int, valid_fraction: float) -> dict[str, Any]:
-    """Everything a trainer needs to check that a cache fits a spec (module docstring)."""
-    from cadenza.core.spec import spec_to_dict
-
-    tok = pipeline.tokenizer.info
-    streams: dict[str, Any] = {"acoustic": {
-        "sample_rate": tok.sample_rate, "channels": tok.channels, "frame_rate": tok.frame_rate,
-        "num_codebooks": tok.num_codebooks, "codebook_size": tok.codebook_size,
-        "dtype": str(code_dtype(tok.codebook_size)).removeprefix("torch.")}}
-    tensors = ["acoustic"]
-    if pipeline.semantic_tokenizer is not None:
-        sem = pipeline.semantic_tokenizer.info
-        streams["semantic"] = {"sample_rate": sem.sample_rate, "frame_rate": sem.frame_rate,
-                               "vocab_size": sem.vocab_size,
-                               "dtype": str(code_dtype(sem.vocab_size)).removeprefix("torch.")}
-        tensors.append("semantic")
-    conditioning = None
-    if pipeline.conditioner is not None:
-        info = pipeline.conditioner.info
-        conditioning = {"kind": info.kind, "dim": info.dim, "length": info.length,
-                        "vocab_size": info.vocab_size, "has_audio": info.has_audio}
-        masked = ["_mask"] if info.kind == "sequence" else []
-        for name in (["cond_audio"] if info.has_audio else []) + ["cond_text"]:
-            tensors += [name] + [name + m for m in masked]
-    components = {c.slot: c.provenance() for c in
-                  (pipeline.tokenizer, pipeline.semantic_tokenizer, pipeline.conditioner) if c is not None}
-    return {"spec": spec_to_dict(pipeline.spec), "components": components, "clip_seconds": clip_seconds,
-            "shard_size": shard_size, "valid_fraction": valid_fraction, "streams": streams,
-            "conditioning": conditioning, "tensors": tensors}
 
 
 # -- decoding (DataLoader workers) -------------------------------------------------------------------
@@ -411,7 +374,7 @@ def prepare_cache(pipeline: Any, registry: Any, source: str | Path, out: str | P
     total = plans[-1].clips[-1][0] + 1
     num_shards = -(-total // shard_size)
 
-    header = make_header(pipeline, clip_seconds, shard_size, valid_fraction)
+    header = cache_header(pipeline, clip_seconds, shard_size=shard_size, valid_fraction=valid_fraction)
     settings = {"header": header, "data": str(Path(source)), "plan": plan_digest(plans), "clips": total,
                 "shards": num_shards}
     if out.exists() and not out.is_dir():

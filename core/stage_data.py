@@ -17,7 +17,7 @@ and each crop is seeded by ``(seed, epoch, clip)``, so a resumed run sees exactl
 examples an uninterrupted one would (see :class:`StreamBatches`).
 
 The cache header (``index.json`` minus its clips) is expected to describe its streams and
-conditioning the way :func:`cache_header` writes them; :func:`check_cache` compares it with a
+conditioning the way :func:`cadenza.core.token_cache.cache_header` writes them; :func:`check_cache` compares it with a
 spec's stage and says, in one line, what does not fit.
 """
 
@@ -44,29 +44,6 @@ MAX_VALID_CLIPS = 512
 
 
 # ---- the cache header ------------------------------------------------------------------------
-
-def cache_header(pipeline: ResolvedPipeline, clip_seconds: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The header a cache written for ``pipeline`` carries (what :func:`check_cache` reads)::
-
-        {"spec": {...}, "clip_seconds": 10.0,
-         "streams": {"acoustic": {"num_codebooks", "codebook_size", "frame_rate", "sample_rate"},
-                     "semantic": {"vocab_size", "frame_rate", "sample_rate"}},
-         "conditioning": {"kind", "dim", "length", "vocab_size", "has_audio"} | null}
-    """
-    from cadenza.core.spec import spec_to_dict
-
-    tok = pipeline.tokenizer.info
-    streams: dict[str, Any] = {"acoustic": {"num_codebooks": tok.num_codebooks, "codebook_size": tok.codebook_size,
-                                            "frame_rate": tok.frame_rate, "sample_rate": tok.sample_rate}}
-    if pipeline.semantic_tokenizer is not None:
-        sem = pipeline.semantic_tokenizer.info
-        streams["semantic"] = {"vocab_size": sem.vocab_size, "frame_rate": sem.frame_rate, "sample_rate": sem.sample_rate}
-    cond = attrs.asdict(pipeline.conditioner.info) if pipeline.conditioner is not None else None
-    header = {"spec": spec_to_dict(pipeline.spec), "streams": streams, "conditioning": cond}
-    if clip_seconds is not None:
-        header["clip_seconds"] = float(clip_seconds)
-    return {**header, **extra}
-
 
 def header_stream(header: dict[str, Any], stream: str) -> dict[str, Any] | None:
     """``{"num_codebooks", "codebook_size", "frame_rate"}`` of a stream as the header states it
@@ -150,6 +127,7 @@ class StagePlan:
     valid: tuple[int, ...]
     skipped: int  # train clips shorter than the crop
     meta: tuple[ClipMeta, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -191,6 +169,27 @@ def _conditioning_problems(header: dict[str, Any], layout: StageLayout) -> list[
             out.append(f"conditioning tokens per clip: {have.get('length')} in the cache, {want.length} in the spec")
         if have.get("vocab_size") != want.vocab_size:
             out.append(f"conditioning vocab_size: {have.get('vocab_size')} in the cache, {want.vocab_size} in the spec")
+    return out
+
+
+def _component_warnings(header: dict[str, Any], pipeline: ResolvedPipeline, slots: list[str]) -> list[str]:
+    """Components the cache was made with that differ from the spec's (same shapes, other tokens?)."""
+    from cadenza.core.spec import spec_to_dict
+
+    made_with = header.get("spec")
+    if not isinstance(made_with, dict):
+        return []
+    now = spec_to_dict(pipeline.spec)
+    out = []
+    for slot in slots:
+        old, new = made_with.get(slot), now.get(slot)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        changed = [f"{k} {old.get(k, 'default')!r} -> {new.get(k, 'default')!r}"
+                   for k in ("name", "params", "weights") if old.get(k) != new.get(k)]
+        if changed:
+            out.append(f"the spec's {slot} is not the one the cache was prepared with ({'; '.join(changed)}): "
+                       "its tokens may not be the ones this spec makes")
     return out
 
 
@@ -263,7 +262,10 @@ def check_cache(cache: TokenCache, pipeline: ResolvedPipeline, stage_name: str, 
         longest = max((min(m.frames[sl.stream] / sl.frame_rate for sl in slices) for m in meta), default=0.0)
         raise InputError(f"{where}: no training clip is {seconds:g} s long (the longest is {longest:.3g} s); "
                          "pass a shorter --seconds" if train_all else f"{where}: the cache has no training clips")
-    return StagePlan(seconds, source, train, valid, len(train_all) - len(train), tuple(meta))
+    slots = (["tokenizer"] if "acoustic" in streams else []) + (["semantic_tokenizer"] if "semantic" in streams else [])
+    slots += ["conditioner"] if conditioned else []
+    return StagePlan(seconds, source, train, valid, len(train_all) - len(train), tuple(meta),
+                     tuple(_component_warnings(header, pipeline, slots)))
 
 
 # ---- examples --------------------------------------------------------------------------------

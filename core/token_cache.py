@@ -35,6 +35,49 @@ INDEX = "index.json"
 REPORT = "report.json"
 
 
+def code_dtype(size: int) -> Any:
+    """The smallest integer dtype safetensors stores ids below ``size`` in."""
+    import torch
+
+    return torch.int16 if size <= 32767 else torch.int32
+
+
+def cache_header(pipeline: Any, clip_seconds: float | None = None, **extra: Any) -> dict[str, Any]:
+    """The header of a cache made for ``pipeline``: everything a trainer checks against a spec.
+
+    ``extra`` (e.g. prepare's shard_size and valid_fraction) is stored beside it.
+    """
+    from cadenza.core.spec import spec_to_dict
+
+    tok = pipeline.tokenizer.info
+    streams: dict[str, Any] = {"acoustic": {
+        "sample_rate": tok.sample_rate, "channels": tok.channels, "frame_rate": tok.frame_rate,
+        "num_codebooks": tok.num_codebooks, "codebook_size": tok.codebook_size,
+        "dtype": str(code_dtype(tok.codebook_size)).removeprefix("torch.")}}
+    tensors = ["acoustic"]
+    if pipeline.semantic_tokenizer is not None:
+        sem = pipeline.semantic_tokenizer.info
+        streams["semantic"] = {"sample_rate": sem.sample_rate, "frame_rate": sem.frame_rate,
+                               "vocab_size": sem.vocab_size,
+                               "dtype": str(code_dtype(sem.vocab_size)).removeprefix("torch.")}
+        tensors.append("semantic")
+    conditioning = None
+    if pipeline.conditioner is not None:
+        info = pipeline.conditioner.info
+        conditioning = {"kind": info.kind, "dim": info.dim, "length": info.length,
+                        "vocab_size": info.vocab_size, "has_audio": info.has_audio}
+        masked = ["_mask"] if info.kind == "sequence" else []
+        for name in (["cond_audio"] if info.has_audio else []) + ["cond_text"]:
+            tensors += [name] + [name + m for m in masked]
+    components = {c.slot: c.provenance() for c in
+                  (pipeline.tokenizer, pipeline.semantic_tokenizer, pipeline.conditioner) if c is not None}
+    header = {"spec": spec_to_dict(pipeline.spec), "components": components, "streams": streams,
+              "conditioning": conditioning, "tensors": tensors, **extra}
+    if clip_seconds is not None:
+        header["clip_seconds"] = float(clip_seconds)
+    return header
+
+
 def shard_name(shard: int) -> str:
     return f"shard-{shard:05d}"
 
@@ -59,7 +102,7 @@ class CacheWriter:
         from cadenza.core.atomic import atomic_path
 
         stem = self.folder / shard_name(shard)
-        tensors = {f"{row}/{key}": value.detach().contiguous().cpu()
+        tensors = {f"{row}/{key}": value.detach().cpu().clone()  # own memory: safetensors refuses shared
                    for row, (_, named) in enumerate(clips) for key, value in named.items()}
         with atomic_path(stem.with_suffix(".safetensors")) as tmp:
             save_file(tensors, str(tmp))

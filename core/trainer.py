@@ -389,7 +389,7 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         if ema is not None:
             if not (resume_from / "ema.safetensors").exists():
                 raise InputError(f"{resume_from}: no ema.safetensors (the run was trained with --ema-decay 0)")
-            ema.load_state_dict(load_file(str(resume_from / "ema.safetensors"), device=str(device)))
+            ema.load_state_dict(load_file(str(resume_from / "ema.safetensors")))  # copied onto its device
         if accelerator.scaler is not None and (resume_from / "scaler.pt").exists():
             accelerator.scaler.load_state_dict(_torch_load(resume_from / "scaler.pt"))
 
@@ -421,6 +421,8 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         f"{plan.seconds:g} s crops, conditioning {plan.conditioning or 'none'}, global batch {global_batch}"
         f" x {args.grad_accum} accumulation, {procs} process(es) on {device}"
         + (f"; resuming at step {start} from {resume_from.name}" if resume_from is not None else ""))
+    for warning in plan.warnings:
+        say(f"warning: {warning}")
     if not plan.valid:
         say("no validation clips in the cache (valid split empty): training without validation loss")
 
@@ -460,7 +462,6 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
                     "layout": layout.to_dict(), "model": config_json, "args": train_args,
                     "cache": {"folder": str(s.cache.folder), "fingerprint": fingerprint},
                     "versions": _versions()}, indent=2) + "\n")
-                loosen_permissions(tmp)
 
             name = checkpoint_name(step)
             write_folder(root / name, fill)
@@ -526,7 +527,10 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
                 checkpoint(step)
                 say(f"step {step}/{args.steps}: loss {loss_value:.4f}, {speed:,.0f} tokens/s; "
                     f"checkpoint {checkpoint_name(step)}", quiet_with_bar=True)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}", refresh=False)
+            postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", "tok_s": f"{speed:,.0f}"}
+            if last["valid_loss"] is not None:
+                postfix["valid"] = f"{last['valid_loss']:.4f}"
+            bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if on_step is not None:
                 on_step(step, record)
@@ -541,7 +545,6 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
             target.save_pretrained(export)
         else:
             save_checkpoint(export, target.state_dict(), config_json)
-        loosen_permissions(export)
         summary = {"stage": s.stage.spec.name, "steps": step, "global_batch": global_batch,
                    "grad_accum": args.grad_accum, "num_processes": procs, "loss": last["loss"],
                    "valid_loss": last["valid_loss"], "valid_loss_ema": last["valid_loss_ema"],
@@ -592,16 +595,6 @@ def _loss_of(module: Any, request: Any, written: Any) -> Any:
         return loss(request, written)
     logits = module(request, written)[:, :-1]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), written.reshape(-1))
-
-
-def loosen_permissions(folder: Path) -> None:
-    """Usual permissions for a folder made by ``tempfile.mkdtemp`` (0700) and its files."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
-    for item in folder.iterdir():
-        if item.is_file():
-            os.chmod(item, 0o666 & ~mask)
 
 
 def _cpu(state: dict[str, Any]) -> dict[str, Any]:

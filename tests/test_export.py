@@ -127,3 +127,13 @@ def test_train_mulan_is_dispatched_lazily(cli, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "cadenza.core.train_mulan", fake)
     code, _, err = cli("train", "-p", "tiny-random", "--stage", "mulan", "--data", tmp_path, "--out", tmp_path / "r")
     assert code == 0 and len(calls) == 1 and calls[0].data == str(tmp_path), err
+
+
+def test_a_cache_from_another_codec_of_the_same_shape_is_a_warning(runs, cli, tmp_path):
+    _, cache, _ = runs
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_SPEC.replace("latent_dim: 16}", "latent_dim: 16, seed: 3}"))
+    code, _, err = cli("train", "-p", other, "--stage", "fine", "--cache", cache, "--out", tmp_path / "r",
+                       "--steps", 1, "--batch-size", 2, "--seconds", 0.4)
+    assert code == 0, err
+    assert "warning: the spec's tokenizer is not the one the cache was prepared with" in err and "'seed': 3" in err

@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 from cadenza.core.cli import build_parser
-from cadenza.core.stage_data import StreamBatches, cache_header
+from cadenza.core.stage_data import StreamBatches
+from cadenza.core.token_cache import cache_header
 from cadenza.core.token_cache import CacheWriter
 from cadenza.core.trainer import CHECKPOINTS, LATEST, latest_checkpoint, train
 from cadenza.core.validate import load_pipeline

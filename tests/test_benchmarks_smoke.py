@@ -24,3 +24,10 @@ def test_startup_quick(tmp_path):
     rows = json.loads((tmp_path / "startup.json").read_text())["results"]
     assert [r["command"] for r in rows][0] == "cadenza --help"
     assert not any(r["imports_torch"] for r in rows)
+
+
+def test_corpus_speed_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "corpus_speed.py"), "--quick", "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "corpus_speed.json").read_text())
+    assert result["clips"] == 8 and result["clips_per_second"] > 0

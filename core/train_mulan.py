@@ -26,10 +26,11 @@ this command trains, on the user's own audio and captions:
   gradient clipping, an optional EMA of the weights (exported when enabled).
 * Run folder ``--out``::
 
-      checkpoints/step-0000500/state.pt   model, EMA, optimizer, scheduler, step, data position and
-                                          every process's RNG states (torch.save of plain data and
-                                          tensors, read back with torch.load(weights_only=True))
-      checkpoints/step-0000500/run.json   the same step and the run's arguments, for people
+      checkpoints/step-0000500/           a checkpoint in the layout of :mod:`cadenza.core.run_checkpoints`:
+                                          config.json + model.safetensors (the raw weights, a weights
+                                          folder), ema.safetensors, optimizer.pt, scheduler.pt,
+                                          [scaler.pt], rng.pt (every process's RNG states) and
+                                          state.json (step, examples seen, EMA updates, the arguments)
       checkpoints/latest                  name of the newest complete checkpoint (written after it)
       log.jsonl                           one JSON object per step and per validation
       export/                             config.json + model.safetensors: `weights:` for the conditioner
@@ -47,8 +48,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,24 +56,30 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from cadenza.core.errors import CadenzaError, InputError
+from cadenza.core.run_checkpoints import (
+    CHECKPOINTS,
+    LOG,
+    RunLog,
+    gather_rng_states,
+    latest_checkpoint,
+    read_checkpoint,
+    remove_temp_folders,
+    set_rng_state,
+    write_checkpoint,
+)
 
 if TYPE_CHECKING:
     import torch
 
 VALID_FRACTION = 0.05  # share of source files held out when the manifest does not say (data_sources.split_of)
 MAX_EVAL_ITEMS = 512  # validation / final evaluation use at most this many clips (one similarity matrix)
-KEEP_CHECKPOINTS = 3  # older checkpoints are deleted once a newer one and its `latest` pointer are written
 KMEANS_ITERATIONS = 20
 QUANTIZER_POINTS_PER_CODE = 4  # aim for this many embeddings per codebook entry when fitting the RVQ
 MAX_QUANTIZER_POINTS = 65536
 MAX_CROPS_PER_ITEM = 8
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-STATE_FILE = "state.pt"
-LOG_FILE = "log.jsonl"
 EXPORT = "export"
 SUMMARY = "summary.json"
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 1: everything in one state.pt; 2: the run_checkpoints layout
 # Arguments a resumed run should share with the run it continues (others, e.g. --steps, may change).
 RESUME_KEYS = ("batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay", "ema_decay", "seconds", "seed")
 
@@ -431,85 +436,13 @@ class Ema:
 
 # -- checkpoints ----------------------------------------------------------------------------------
 
-def rng_state() -> dict[str, Any]:
-    """This process's RNG states as plain data (python/numpy states as lists) and tensors."""
-    import numpy as np
-    import torch
-
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": [version, list(internal), gauss],
-             "numpy": [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = state["python"]
-    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint ``latest`` names; without the pointer (killed right before writing it), the
-    newest complete ``step-*`` folder."""
-    folder = run / CHECKPOINTS
-    pointer = folder / LATEST
-    if pointer.exists():
-        target = folder / pointer.read_text().strip()
-        if (target / STATE_FILE).exists():
-            return target
-    found = sorted(p for p in folder.glob("step-*") if (p / STATE_FILE).exists()) if folder.exists() else []
-    return found[-1] if found else None
-
-
-def save_checkpoint(run: Path, step: int, state: dict[str, Any], info: dict[str, Any]) -> Path:
-    """Write ``checkpoints/step-N`` atomically, then point ``latest`` at it, then drop old ones."""
-    import torch
-
-    from cadenza.core.atomic import write_folder, write_text
-
-    folder = run / CHECKPOINTS
-    name = f"step-{step:07d}"
-
-    def fill(tmp: Path) -> None:
-        torch.save(state, tmp / STATE_FILE)
-        (tmp / "run.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-
-    write_folder(folder / name, fill)
-    write_text(folder / LATEST, name + "\n")
-    # Keep the newest KEEP_CHECKPOINTS up to this one; later ones are stale (from before a resume).
-    steps = sorted((int(p.name[5:]), p) for p in folder.glob("step-*") if p.name[5:].isdigit())
-    kept = [p for s, p in steps if s <= step][-KEEP_CHECKPOINTS:]
-    for _, old in steps:
-        if old not in kept:
-            shutil.rmtree(old, ignore_errors=True)
-    return folder / name
-
-
-def remove_temp_folders(run: Path) -> None:
-    """What a run killed inside :func:`~cadenza.core.atomic.write_folder` leaves (never a checkpoint)."""
-    for pattern in (".step-*.tmp", ".step-*.old"):
-        for p in (run / CHECKPOINTS).glob(pattern):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def load_state(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is one line for the user
-        raise CadenzaError(f"{path / STATE_FILE}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+    """A checkpoint of this trainer as one dict: its ``state.json`` values (step, examples, ...) with
+    ``config`` (the model's params), ``model``, ``ema``, ``optimizer``, ``scheduler``, ``scaler``
+    and ``rng`` (every process's states)."""
+    saved = read_checkpoint(path)
+    return {**saved.state, "config": saved.config.get("config"), "model": saved.model, "ema": saved.ema,
+            "optimizer": saved.optimizer, "scheduler": saved.scheduler, "scaler": saved.scaler, "rng": saved.rngs}
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -556,36 +489,21 @@ def _run_args(args: Any) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in keys}
 
 
-class _Log:
+class _Log(RunLog):
     """``log.jsonl`` (main process only) plus the occasional line on stdout."""
 
     def __init__(self, path: Path, main: bool, resume_step: int | None):
-        self.path, self.main = path, main
-        if main and resume_step is not None and path.exists():
-            # Steps logged after the checkpoint by the interrupted run are redone: drop them (and a
-            # line torn by the kill).
-            from cadenza.core.atomic import write_text
-
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    kept.append(line)
-            write_text(path, "".join(line + "\n" for line in kept))
-        elif main and resume_step is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
+        super().__init__(path, main)
+        if resume_step is not None:
+            self.rewind(resume_step)  # steps logged after the checkpoint by the interrupted run are redone
+        else:
+            self.reset()
 
     def record(self, **values: Any) -> None:
-        if self.main:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(values) + "\n")
+        self.write(values)
 
     def say(self, text: str) -> None:
-        if self.main:
+        if self.enabled:
             print(text, flush=True)
 
 
@@ -597,7 +515,7 @@ def train_mulan(args: Any) -> int:
 
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import gather_object, set_seed
+    from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
     from cadenza.core.checkpoint import load_state_into
@@ -619,9 +537,10 @@ def train_mulan(args: Any) -> int:
         raise InputError(f"{run} already holds a training run ({run / CHECKPOINTS}); pass --resume to continue it, "
                          "or choose another --out")
 
-    _, mulan = build_mulan(args.pipeline)
+    resolved, mulan = build_mulan(args.pipeline)
     config = mulan.config
-    if checkpoint is not None and checkpoint["config"] != unstructure_config(config):
+    params = json.loads(json.dumps(unstructure_config(config)))  # as config.json holds them
+    if checkpoint is not None and checkpoint["config"] != params:
         raise InputError(f"--resume: the spec's mulan params differ from those of the run in {run}")
     rate = config.sample_rate
     samples = max(1, round(args.seconds * rate)) if args.seconds else config.clip_samples
@@ -632,7 +551,7 @@ def train_mulan(args: Any) -> int:
         raise InputError(f"{args.data}: {len(report.train)} training items, fewer than one global batch of "
                          f"{global_batch} (--batch-size {args.batch_size} x {world} processes)")
 
-    log = _Log(run / LOG_FILE, main, None if checkpoint is None else int(checkpoint["step"]))
+    log = _Log(run / LOG, main, None if checkpoint is None else int(checkpoint["step"]))
     if main:
         remove_temp_folders(run)
     log.say(f"mulan: {report.describe()}; global batch {global_batch} ({args.batch_size} x {world} "
@@ -685,25 +604,23 @@ def train_mulan(args: Any) -> int:
     if checkpoint is not None:
         states = checkpoint.get("rng") or []
         if len(states) == world:
-            set_rng_state(states[rank])
+            set_rng_state(states[rank], device)
         else:
             log.say(f"mulan: warning: the checkpoint has RNG states of {len(states)} processes, this run has {world}")
     valid_set = ClipDataset(report.valid, rate, samples, args.seed) if report.valid else None
     unwrapped = accelerator.unwrap_model(towers).mulan
 
     def checkpoint_now() -> None:
-        rngs = gather_object([rng_state()])  # every process's, in rank order
+        rngs = gather_rng_states(accelerator)  # every process's, in rank order
         if main:
-            state = {"format": STATE_FORMAT, "step": step, "examples": consumed * global_batch,
-                     "global_batch": global_batch, "epoch": consumed // sampler.per_epoch,
-                     "model": {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()},
-                     "ema": None if ema is None else {k: v.cpu() for k, v in ema.state.items()},
-                     "ema_updates": 0 if ema is None else ema.updates,
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "scaler": None if accelerator.scaler is None else accelerator.scaler.state_dict(),
-                     "rng": rngs, "args": _run_args(args), "config": unstructure_config(config)}
-            info = {"step": step, "examples": consumed * global_batch, "processes": world, "args": _run_args(args)}
-            folder = save_checkpoint(run, step, state, info)
+            folder = write_checkpoint(
+                run, step, config={"component": resolved.entry.name, "config": params},
+                model=unwrapped.state_dict(), ema=None if ema is None else ema.state,
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                scaler=None if accelerator.scaler is None else accelerator.scaler.state_dict(), rngs=rngs,
+                state={"format": STATE_FORMAT, "examples": consumed * global_batch, "global_batch": global_batch,
+                       "epoch": consumed // sampler.per_epoch, "processes": world,
+                       "ema_updates": 0 if ema is None else ema.updates, "args": _run_args(args)})
             log.say(f"mulan: step {step}: checkpoint {folder}")
         accelerator.wait_for_everyone()
 

@@ -27,6 +27,9 @@ A run folder holds::
     RUN/checkpoints/latest            the name of the newest complete checkpoint (moved last)
     RUN/export/                       the final EMA (or raw) weights: config.json + model.safetensors
 
+Checkpoints are written, found and read by :mod:`cadenza.core.run_checkpoints` (shared with
+the MuLan trainer).
+
 ``--resume`` continues from ``latest`` exactly: same step, schedule, data order (see
 :mod:`cadenza.core.stage_data`) and RNG, so it ends with the weights of an uninterrupted run.
 A killed run never leaves a checkpoint that fails to load: a folder only appears, by rename,
@@ -41,8 +44,6 @@ import argparse
 import json
 import math
 import os
-import random
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -51,17 +52,26 @@ from typing import Any
 
 import attrs
 
-from cadenza.core.atomic import write_folder, write_text
+from cadenza.core.atomic import write_text
 from cadenza.core.errors import InputError
+from cadenza.core.run_checkpoints import LATEST as LATEST  # re-exported for callers
+from cadenza.core.run_checkpoints import (
+    CHECKPOINTS,
+    LOG,
+    STATE_FILE,
+    RunLog,
+    checkpoint_name,
+    gather_rng_states,
+    latest_checkpoint,
+    read_checkpoint,
+    read_state,
+    remove_temp_folders,
+    set_rng_state,
+    write_checkpoint,
+)
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
 EXPORT = "export"
-LOG = "log.jsonl"
 RUN_FILE = "run.json"
-STATE_FILE = "state.json"  # written last inside a checkpoint folder
-KEEP_CHECKPOINTS = 3
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE)
 
 # Arguments a resumed run must share with its checkpoint (they change the result).
 STRICT_ARGS = ("steps", "batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay", "clip_grad",
@@ -178,128 +188,6 @@ def _loss_module():
     return StageLoss
 
 
-# ---- RNG states as weights_only-loadable data ------------------------------------------------
-
-def rng_state(device: Any) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
-                             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
-    if getattr(device, "type", str(device)) == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: Any) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and getattr(device, "type", str(device)) == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# ---- checkpoints -----------------------------------------------------------------------------
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:07d}"
-
-
-def _step_of(folder: Path) -> int | None:
-    name = folder.name
-    if not name.startswith("step-") or not name[5:].isdigit():
-        return None
-    return int(name[5:])
-
-
-def checkpoint_complete(folder: Path) -> bool:
-    """Every file a checkpoint needs is there and its ``state.json`` (written last) reads."""
-    if not folder.is_dir() or any(not (folder / f).exists() for f in CHECKPOINT_FILES):
-        return False
-    try:
-        state = json.loads((folder / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and state.get("step") == _step_of(folder)
-
-
-def latest_checkpoint(run: str | Path) -> Path | None:
-    """The checkpoint ``latest`` names; without a pointer, the newest complete one.
-
-    Folders the pointer does not name (a half-written one, or one written just before a
-    kill moved the pointer) are never trusted over it.
-    """
-    root = Path(run) / CHECKPOINTS
-    pointer = root / LATEST
-    if pointer.exists():
-        folder = root / pointer.read_text().strip()
-        if checkpoint_complete(folder):
-            return folder
-    steps = sorted((s, p) for p in root.glob("step-*") if (s := _step_of(p)) is not None and checkpoint_complete(p))
-    return steps[-1][1] if steps else None
-
-
-def prune_checkpoints(root: Path, current: int, keep: int = KEEP_CHECKPOINTS) -> None:
-    """Keep the newest ``keep`` checkpoints up to ``current``; drop later (stale) ones and temp folders."""
-    steps = sorted((s, p) for p in root.glob("step-*") if (s := _step_of(p)) is not None)
-    kept = [p for s, p in steps if s <= current][-keep:]
-    for s, p in steps:
-        if p not in kept:
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def remove_temp_folders(root: Path) -> None:
-    """Temporary folders of checkpoints a killed run was writing (never complete)."""
-    for p in root.glob(".step-*.tmp"):
-        shutil.rmtree(p, ignore_errors=True)
-
-
-def _torch_load(path: Path) -> Any:
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-# ---- the run log -----------------------------------------------------------------------------
-
-class RunLog:
-    """``RUN/log.jsonl``: one whole line per write (written by the main process only)."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def truncate_after(self, step: int) -> None:
-        """Keep the records up to ``step`` (a resumed run rewrites what came after), dropping any torn line."""
-        if not self.enabled or not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                kept.append(json.dumps(record))
-        write_text(self.path, "".join(f"{line}\n" for line in kept))
-
-    def reset(self) -> None:
-        if self.enabled and self.path.exists():
-            write_text(self.path, "")
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-
 # ---- the accelerator -------------------------------------------------------------------------
 
 def make_accelerator(args: argparse.Namespace) -> Any:
@@ -317,14 +205,6 @@ def make_accelerator(args: argparse.Namespace) -> Any:
     return Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision, cpu=cpu)
 
 
-def _gather(accelerator: Any, obj: Any) -> list[Any]:
-    if accelerator.num_processes == 1:
-        return [obj]
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
-
-
 # ---- the loop --------------------------------------------------------------------------------
 
 def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str, Any]:
@@ -340,13 +220,11 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         to_request,
         valid_batches,
     )
-    from safetensors.torch import load_file, save_file
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch.utils.data import DataLoader
 
     s = setup(args)
     run = Path(args.out)
-    root = run / CHECKPOINTS
     accelerator = make_accelerator(args)
     main, rank, procs = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     device = accelerator.device
@@ -361,7 +239,7 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
     resume_from = latest_checkpoint(run) if args.resume else None
     state: dict[str, Any] = {}
     if resume_from is not None:
-        state = json.loads((resume_from / STATE_FILE).read_text())
+        state = read_state(resume_from)
         _check_resumable(state, s, train_args, fingerprint, resume_from)
     elif not args.resume and latest_checkpoint(run) is not None:
         raise InputError(f"{run} already holds checkpoints: pass --resume to continue it, or choose another --out")
@@ -373,8 +251,9 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
     set_seed(args.seed, device_specific=True)
     stage_module = build_stage(s.stage)
     config_json = model_config(s.stage, stage_module)
-    if resume_from is not None:
-        load_state_into(stage_module, load_file(str(resume_from / "model.safetensors")), str(resume_from))
+    saved = read_checkpoint(resume_from) if resume_from is not None else None
+    if saved is not None:
+        load_state_into(stage_module, saved.model, str(resume_from))
     wrapper = _loss_module()(stage_module)
     optimizer = torch.optim.AdamW(wrapper.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(args.warmup_steps, args.steps))
@@ -383,15 +262,15 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
     ema = None
     if args.ema_decay > 0:
         ema = AveragedModel(stage_module, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
-    if resume_from is not None:
-        optimizer.load_state_dict(_torch_load(resume_from / "optimizer.pt"))
-        scheduler.load_state_dict(_torch_load(resume_from / "scheduler.pt"))
+    if saved is not None:
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
         if ema is not None:
-            if not (resume_from / "ema.safetensors").exists():
+            if saved.ema is None:
                 raise InputError(f"{resume_from}: no ema.safetensors (the run was trained with --ema-decay 0)")
-            ema.load_state_dict(load_file(str(resume_from / "ema.safetensors")))  # copied onto its device
-        if accelerator.scaler is not None and (resume_from / "scaler.pt").exists():
-            accelerator.scaler.load_state_dict(_torch_load(resume_from / "scaler.pt"))
+            ema.load_state_dict(saved.ema)  # copied onto its device
+        if accelerator.scaler is not None and saved.scaler is not None:
+            accelerator.scaler.load_state_dict(saved.scaler)
 
     dataset = StageDataset(s.cache, layout, plan, args.seed)
     micro = start * args.grad_accum
@@ -403,10 +282,10 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
     log = RunLog(run / LOG, main)
     if main:
         run.mkdir(parents=True, exist_ok=True)
-        root.mkdir(parents=True, exist_ok=True)
-        remove_temp_folders(root)
+        (run / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        remove_temp_folders(run)
         if resume_from is not None:
-            log.truncate_after(start)
+            log.rewind(start)
         else:
             log.reset()
         write_text(run / RUN_FILE, json.dumps({
@@ -444,34 +323,23 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         return float(total[0] / total[1]) if total[1] > 0 else None
 
     def checkpoint(step: int) -> None:
-        rngs = _gather(accelerator, rng_state(device))
+        rngs = gather_rng_states(accelerator)
         position = sampler.position(step * args.grad_accum)
         if main:
-            def fill(tmp: Path) -> None:
-                (tmp / "config.json").write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
-                save_file(_cpu(stage_module.state_dict()), str(tmp / "model.safetensors"))
-                if ema is not None:
-                    save_file(_cpu(ema.state_dict()), str(tmp / "ema.safetensors"))
-                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-                torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-                if accelerator.scaler is not None:
-                    torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-                torch.save({"processes": rngs}, tmp / "rng.pt")
-                (tmp / STATE_FILE).write_text(json.dumps({
-                    "step": step, "data": position, "stage": s.stage.spec.name, "spec": s.spec,
-                    "layout": layout.to_dict(), "model": config_json, "args": train_args,
-                    "cache": {"folder": str(s.cache.folder), "fingerprint": fingerprint},
-                    "versions": _versions()}, indent=2) + "\n")
-
-            name = checkpoint_name(step)
-            write_folder(root / name, fill)
-            write_text(root / LATEST, name + "\n")  # the pointer moves only once the folder is whole
-            prune_checkpoints(root, step)
-            log.write({"step": step, "checkpoint": f"{CHECKPOINTS}/{name}"})
+            write_checkpoint(
+                run, step, config=config_json, model=stage_module.state_dict(),
+                ema=None if ema is None else ema.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=None if accelerator.scaler is None else accelerator.scaler.state_dict(), rngs=rngs,
+                state={"data": position, "stage": s.stage.spec.name, "spec": s.spec, "layout": layout.to_dict(),
+                       "model": config_json, "args": train_args,
+                       "cache": {"folder": str(s.cache.folder), "fingerprint": fingerprint},
+                       "versions": _versions()})
+            log.write({"step": step, "checkpoint": f"{CHECKPOINTS}/{checkpoint_name(step)}"})
         accelerator.wait_for_everyone()
 
-    if resume_from is not None:
-        set_rng_state(_torch_load(resume_from / "rng.pt")["processes"][rank], device)
+    if saved is not None:
+        set_rng_state(saved.rngs[rank], device)
 
     from tqdm import tqdm
 
@@ -595,10 +463,6 @@ def _loss_of(module: Any, request: Any, written: Any) -> Any:
         return loss(request, written)
     logits = module(request, written)[:, :-1]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), written.reshape(-1))
-
-
-def _cpu(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
 def _versions() -> dict[str, str]:

@@ -3,6 +3,11 @@
 ``Cascade.from_spec`` checks the whole spec before building anything, then builds each
 component through its plugin. ``generate`` runs the stages as the spec orders them, each
 reading the streams earlier stages wrote, and decodes the acoustic codebooks to audio.
+
+The same loop continues audio: a prime's tokens (from the pipeline's own tokenizers) are the
+already-written prefix of every stage. Long durations run it window by window, each window's
+prefix being the previous window's tail (:mod:`cadenza.core.longform`); one short clip is the
+one-window case, with no prefix.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import attrs
 
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import InputError
+from cadenza.core.longform import (DECODE_MARGIN, check_window, decode_chunked, default_window, frames_before,
+                                   plan_windows, window_frames)
 from cadenza.core.prompts import check_prompts
 from cadenza.core.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
@@ -30,10 +37,41 @@ class Generation:
     audio: Any
     sample_rate: int
     prompts: tuple[str, ...]
-    seed: int
-    seconds: float
-    tokens: dict[str, Any]  # "semantic": [B, 1, T]; "acoustic": [B, Q, T]
+    seed: int | tuple[int, ...]  # one seed for the batch, or one per prompt
+    seconds: float  # requested duration, prime included
+    tokens: dict[str, Any]  # "semantic": [B, 1, T]; "acoustic": [B, Q, T] (prime included)
     stage_seconds: dict[str, float]
+    prime_seconds: float = 0.0  # the prime's tokens cover this much of the start
+    only_new: bool = False  # audio holds only what follows the prime
+    windows: tuple[dict[str, float], ...] = ()  # long-form windows (start, new, end seconds); () for one pass
+    window: float | None = None  # long-form window and overlap seconds; None for one pass
+    overlap: float | None = None
+
+    @property
+    def row_seeds(self) -> tuple[int, ...]:
+        """The seed of each row: the batch's one seed repeated, or the per-row seeds."""
+        return (self.seed,) * len(self.prompts) if isinstance(self.seed, int) else tuple(self.seed)
+
+
+def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
+    """One non-negative seed, or a list of ``batch`` of them (a generator per row)."""
+    def bad(value: Any) -> bool:
+        return isinstance(value, bool) or not isinstance(value, int) or value < 0
+
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        if seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+        return seed
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or any(bad(s) for s in seed):
+        raise InputError(f"seed must be a non-negative integer or one per prompt, got {seed!r}")
+    if len(seed) != batch:
+        raise InputError(f"got {len(seed)} seeds for {batch} prompts")
+    return list(seed)
+
+
+def _stage_seed(seed: int, stage: int, window: int) -> int:
+    """The generator seed of one stage in one window (window 0: the one-pass seed)."""
+    return (seed * 7919 + stage + window * 1_000_003) % (2**63)
 
 
 def check_seconds(seconds: float) -> float:
@@ -84,49 +122,164 @@ class Cascade:
         """Slots whose weights are random (untrained): their output is not music."""
         return [c.slot for c in self.pipeline.components() if c.weights is not None and c.weights.is_random]
 
-    def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int = 0,
-                 progress: ProgressFactory | None = None) -> Generation:
-        """Generate one clip per prompt. Same seed, same spec, same device -> same tokens."""
+    @property
+    def default_window(self) -> float:
+        """Long-form window when none is given: 10 s, or the spec's ``output.seconds`` if longer."""
+        return default_window(self.pipeline.spec.output.seconds)
+
+    def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
+                 progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
+                 only_new: bool = False, window: float | None = None, overlap: float | None = None) -> Generation:
+        """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
+
+        ``seed``: one int for the batch (one generator shared by the rows), or one int per
+        prompt (a generator per row: a row's tokens are then those it gets alone with that seed).
+
+        ``prime`` (``[C, S]``, or ``[B, C, S]`` with B 1 or one per prompt, at ``prime_rate``,
+        default the codec's rate): audio to continue. It is encoded with the pipeline's own
+        tokenizer (and semantic tokenizer) and its tokens are the written prefix of every
+        stage; ``seconds`` is the total length, prime included. The audio starts with the prime
+        *as decoded from its codes* (not its original samples), or with ``only_new`` holds only
+        what follows it. Output with a prime is not peak-normalised: the prime sets the level.
+
+        ``seconds`` longer than ``window`` (default :attr:`default_window`) is generated window
+        by window, each continuing the last ``overlap`` seconds (default half a window) of the
+        one before at token level: see :mod:`cadenza.core.longform`.
+        """
+        import torch
+
+        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
+        seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
+        batch = len(prompts)
+        seeds = check_seeds(seed, batch)
+        window, overlap = check_window(window, overlap, self.default_window)
+        if only_new and prime is None:
+            raise InputError("only_new needs a prime: without one, all of the audio is new")
+        with torch.inference_mode():
+            history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
+            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if history else 0.0
+            if prime_seconds >= seconds:
+                raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
+                                 "the duration includes the prime, so ask for more")
+            plan = plan_windows(seconds, window, overlap, prime_seconds)
+            conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
+            timings: dict[str, float] = {}
+            for win in plan:
+                context, frames = {}, {}
+                for stream, rate in self.frame_rates.items():
+                    have = history[stream].shape[2] if stream in history else 0
+                    begin, frames[stream] = window_frames(win, have, rate)
+                    if have > begin:
+                        context[stream] = history[stream][:, :, begin:]
+                label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
+                new = self._run_window(batch, conditioning, context, frames, seeds, win.index, progress, label, timings)
+                for stream, tokens in new.items():
+                    history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
+            start = time.perf_counter()
+            rate = self.frame_rates["acoustic"]
+            chunk = frames_before(window, rate)
+            audio = decode_chunked(self.tokenizer, history["acoustic"], rate, self.sample_rate, chunk,
+                                   frames_before(DECODE_MARGIN, rate))
+            timings["decode"] = time.perf_counter() - start
+        begin = round(prime_seconds * self.sample_rate) if only_new else 0
+        audio = self._finish(audio, seconds, begin=begin, normalize=prime is None)
+        return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
+                          history, timings, prime_seconds=prime_seconds, only_new=only_new,
+                          windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
+                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None)
+
+    @property
+    def frame_rates(self) -> dict[str, float]:
+        """Frame rate of each stream the stages write, in the order they are first written."""
+        rates: dict[str, float] = {}
+        for stage in self.pipeline.stages:
+            rates.setdefault(stage.layout.writes.stream, stage.layout.writes.frame_rate)
+        return rates
+
+    def encode_prime(self, prime: Any, rate: int | None = None, batch: int = 1) -> dict[str, Any]:
+        """Prime audio -> its tokens per stream ``{"acoustic": [B, Q, T], "semantic": [B, 1, T']}``.
+
+        The acoustic codes are cut to whole frames of the prime (a last, partly padded frame is
+        dropped) and the other streams to the same duration, so every stream's prefix is made of
+        the prime's audio only.
+        """
+        import torch
+
+        from cadenza.core.audio import prepare
+
+        rate = self.sample_rate if rate is None else rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            raise InputError(f"prime_rate must be a positive integer (Hz), got {rate!r}")
+        if not isinstance(prime, torch.Tensor) or prime.dim() not in (2, 3) or not prime.is_floating_point():
+            raise InputError("the prime must be float audio [channels, samples] or [batch, channels, samples]")
+        prime = prime[None] if prime.dim() == 2 else prime
+        if prime.shape[0] not in (1, batch):
+            raise InputError(f"the prime has {prime.shape[0]} clips for {batch} prompts: give 1 or {batch}")
+        prime = prime.expand(batch, -1, -1).float().cpu()
+        info = self.pipeline.tokenizer.info
+        acoustic_rate = self.frame_rates["acoustic"]
+        frames = math.floor(prime.shape[-1] / rate * acoustic_rate + 1e-6)
+        if frames < 1:
+            raise InputError(f"the prime ({prime.shape[-1] / rate:g} s) is shorter than one codec frame "
+                             f"({1 / acoustic_rate:g} s)")
+        codes = self.tokenizer.encode(prepare(prime, rate, info.sample_rate, info.channels).to(self.device))
+        tokens = {"acoustic": codes[:, :, :frames].long()}
+        seconds = tokens["acoustic"].shape[2] / acoustic_rate
+        if "semantic" in self.frame_rates:
+            if self.semantic_tokenizer is None:
+                raise InputError("the pipeline has a semantic stage but no semantic tokenizer to encode the prime")
+            sem = self.pipeline.semantic_tokenizer.info
+            ids = self.semantic_tokenizer.tokenize(prepare(prime, rate, sem.sample_rate, 1).to(self.device))
+            tokens["semantic"] = ids[:, None, : math.floor(seconds * self.frame_rates["semantic"] + 1e-6)].long()
+        return tokens
+
+    def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
+                    window: int, progress: ProgressFactory | None, label: Callable[[str], str],
+                    timings: dict[str, float]) -> dict[str, Any]:
+        """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
+
+        ``context[stream]``: the tokens that already exist in the window (its written prefix at
+        every stage that writes the stream); ``frames[stream]``: how many frames to add.
+        """
         import torch
 
         from cadenza.core.decode import decode_stage
 
-        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
-        seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-        batch = len(prompts)
-        with torch.inference_mode():
-            conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
-            streams: dict[str, torch.Tensor] = {}
-            timings: dict[str, float] = {}
-            for index, stage in enumerate(self.pipeline.stages):
-                name, layout = stage.spec.name, stage.layout
-                reads = tuple(streams[r.stream][:, r.start:r.stop] for r in layout.reads)
-                request = StageRequest(batch, reads, conditioning if layout.conditioning_mode != "none" else None)
-                frames = layout.writes.num_frames(seconds)
-                generator = torch.Generator(device=self.device).manual_seed((seed * 7919 + index) % (2**63))
-                bar = progress(name, frames * layout.writes.num_codebooks) if progress else None
-                self.registry.hook.before_stage(stage=stage.spec, request=request)
-                start = time.perf_counter()
-                try:
-                    tokens = decode_stage(self.models[name], request, frames, self.samplers[name],
-                                          guidance_scale=stage.spec.guidance_scale, generator=generator,
-                                          progress=bar.update if bar else None)
-                except BaseException as exc:
-                    self.registry.hook.on_stage_error(stage=stage.spec, error=exc)
-                    raise
-                finally:
-                    if bar:
-                        bar.close()
-                timings[name] = time.perf_counter() - start
-                self.registry.hook.after_stage(stage=stage.spec, tokens=tokens, seconds=timings[name])
-                self._store(streams, layout.writes, tokens)
+        streams: dict[str, torch.Tensor] = {}
+        for index, stage in enumerate(self.pipeline.stages):
+            name, layout = stage.spec.name, stage.layout
+            writes = layout.writes
+            prefix = context[writes.stream][:, writes.start:writes.stop] if writes.stream in context else None
+            count = frames[writes.stream]
+            reads = tuple(streams[r.stream][:, r.start:r.stop] for r in layout.reads)
+            request = StageRequest(batch, reads, conditioning if layout.conditioning_mode != "none" else None)
+            if count < 1:  # this stream already reaches the window's end (streams at other rates do not)
+                empty = torch.zeros(batch, writes.num_codebooks, 0, dtype=torch.long, device=self.device)
+                self._store(streams, writes, empty if prefix is None else prefix)
+                continue
+            if isinstance(seeds, int):
+                generator = torch.Generator(device=self.device).manual_seed(_stage_seed(seeds, index, window))
+            else:
+                generator = [torch.Generator(device=self.device).manual_seed(_stage_seed(s, index, window)) for s in seeds]
+            bar = progress(label(name), count * writes.num_codebooks) if progress else None
+            self.registry.hook.before_stage(stage=stage.spec, request=request)
             start = time.perf_counter()
-            audio = self.tokenizer.decode(streams["acoustic"])
-            timings["decode"] = time.perf_counter() - start
-        audio = self._finish(audio.float(), seconds)
-        return Generation(audio, self.sample_rate, prompts, seed, seconds, dict(streams), timings)
+            try:
+                tokens = decode_stage(self.models[name], request, count, self.samplers[name],
+                                      guidance_scale=stage.spec.guidance_scale, generator=generator,
+                                      progress=bar.update if bar else None, prefix=prefix)
+            except BaseException as exc:
+                self.registry.hook.on_stage_error(stage=stage.spec, error=exc)
+                raise
+            finally:
+                if bar:
+                    bar.close()
+            elapsed = time.perf_counter() - start
+            timings[name] = timings.get(name, 0.0) + elapsed
+            self.registry.hook.after_stage(stage=stage.spec, tokens=tokens, seconds=elapsed)
+            self._store(streams, writes, tokens if prefix is None else torch.cat([prefix.to(tokens.device), tokens], 2))
+        return {stream: tokens[:, :, context[stream].shape[2] if stream in context else 0:]
+                for stream, tokens in streams.items()}
 
     def _store(self, streams: dict, writes: Any, tokens: Any) -> None:
         """Put a stage's ``[B, Q, T]`` tokens at their codebook offset in their stream."""
@@ -135,13 +288,13 @@ class Cascade:
             streams[writes.stream] = tokens.new_zeros(tokens.shape[0], width, tokens.shape[2])
         streams[writes.stream][:, writes.start:writes.stop] = tokens
 
-    def _finish(self, audio: Any, seconds: float) -> Any:
-        """Trim to the requested length, then peak-normalise (or clip) per clip."""
+    def _finish(self, audio: Any, seconds: float, begin: int = 0, normalize: bool = True) -> Any:
+        """Trim to samples ``begin..seconds``, then peak-normalise (unless told not to) and clip per clip."""
         import torch
 
-        audio = audio[..., : round(seconds * self.sample_rate)].cpu()
+        audio = audio[..., begin : round(seconds * self.sample_rate)].cpu()
         peak_dbfs = self.pipeline.spec.output.peak_dbfs
-        if peak_dbfs is not None:
+        if peak_dbfs is not None and normalize:
             peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
             audio = audio / peak * (10 ** (peak_dbfs / 20))
         return torch.clamp(audio, -1.0, 1.0)

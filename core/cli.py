@@ -57,14 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     gen = sub.add_parser("generate", help="generate audio from a text prompt",
-                         description="Generate audio from a text prompt with a pipeline spec or preset.")
-    gen.add_argument("prompt", help="text describing the music")
+                         description="Generate audio from a text prompt with a pipeline spec or preset: one prompt "
+                         "into --output, or every line of a JSONL file (--prompts) into a folder (--out). Durations "
+                         "beyond --window are generated window by window, each continuing the tail of the last.")
+    gen.add_argument("prompt", nargs="?", help="text describing the music (or use --prompts)")
     gen.add_argument("--pipeline", "-p", default=DEFAULT_PIPELINE,
                      help=f"spec file or preset name (default: {DEFAULT_PIPELINE})")
-    gen.add_argument("--seconds", "-s", type=float, default=None, help="duration (default: the spec's output.seconds)")
+    gen.add_argument("--seconds", "-s", type=float, default=None,
+                     help="duration, the prime included (default: the spec's output.seconds)")
     gen.add_argument("--seed", type=int, default=0, help="random seed; same seed, same audio (default: 0)")
-    gen.add_argument("--output", "-o", default="out.wav", help="audio file to write (.wav, .flac, .ogg); "
+    gen.add_argument("--output", "-o", default=None, help="audio file to write (.wav, .flac, .ogg); "
                      "a JSON sidecar with the same stem records how it was made (default: out.wav)")
+    gen.add_argument("--prime", metavar="AUDIO", default=None,
+                     help="audio file to continue: the output starts with it, as decoded from its codec tokens")
+    gen.add_argument("--only-new", action="store_true", help="with --prime: write only the audio after the prime")
+    gen.add_argument("--window", type=float, default=None, metavar="S",
+                     help="long-form window in seconds (default: 10, or the spec's output.seconds if longer)")
+    gen.add_argument("--overlap", type=float, default=None, metavar="S",
+                     help="seconds of each window's tail the next window continues from (default: half the window)")
+    gen.add_argument("--prompts", metavar="JSONL", default=None,
+                     help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "name"} object per line')
+    gen.add_argument("--out", metavar="DIR", default=None,
+                     help="batch mode: folder to write NAME.wav and NAME.json into (NAME: the line's name, "
+                     "else its line number)")
+    gen.add_argument("--resume", action="store_true", help="batch mode: skip prompts whose outputs exist")
+    gen.add_argument("--batch-size", type=int, default=8, metavar="N",
+                     help="batch mode: most prompts generated together (default: 8)")
     gen.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
 

@@ -1,4 +1,9 @@
-"""``cadenza generate``: one prompt -> an audio file plus a JSON sidecar saying how it was made."""
+"""``cadenza generate``: one prompt -> an audio file plus a JSON sidecar saying how it was made.
+
+With ``--prime`` the prompt continues an audio file; ``--seconds`` beyond ``--window`` is
+generated window by window (:mod:`cadenza.core.longform`); ``--prompts FILE`` hands over to
+the batch mode in :mod:`cadenza.core.batch_generate`.
+"""
 
 from __future__ import annotations
 
@@ -42,15 +47,17 @@ def write_outputs(output: Path, audio, sample_rate: int, sidecar: dict) -> None:
         tmp_json.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
-def build_sidecar(cascade, generation, pipeline_arg: str, output: Path) -> dict:
+def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int = 0, prime_file: str | None = None,
+                  extra: dict | None = None) -> dict:
+    """How row ``row`` of ``generation`` was made: prompt, seed, spec, components, prime, windows."""
     from importlib.metadata import version
 
     from cadenza.core.spec import spec_to_dict
 
     pipeline = cascade.pipeline
-    return {
-        "prompt": generation.prompts[0],
-        "seed": generation.seed,
+    sidecar = {
+        "prompt": generation.prompts[row],
+        "seed": generation.row_seeds[row],
         "seconds": generation.seconds,
         "sample_rate": generation.sample_rate,
         "audio": output.name,
@@ -63,30 +70,122 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path) -> dict:
         "cadenza_version": version("cadenza"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if prime_file is not None:
+        sidecar["prime"] = {
+            "file": prime_file,
+            "seconds": round(generation.prime_seconds, 6),
+            "in_audio": not generation.only_new,
+            "note": ("the audio holds only what follows the prime" if generation.only_new else
+                     "the audio starts with the prime as decoded from its codec tokens, not its original samples"),
+        }
+    if generation.windows:
+        sidecar["long_form"] = {"window": generation.window, "overlap": generation.overlap,
+                                "windows": [dict(w) for w in generation.windows]}
+    if len(generation.prompts) > 1:
+        sidecar["batch"] = {"size": len(generation.prompts), "row": row}
+    sidecar.update(extra or {})
+    return sidecar
+
+
+def check_long_form(window: float | None, overlap: float | None, spec_seconds: float | None = None) -> None:
+    """Refuse a bad --window or --overlap before any model is built (without --window and the
+    spec's seconds, the overlap is only checked for sign: the default window is not known yet)."""
+    from cadenza.core.longform import check_window, default_window
+
+    if window is None:
+        window = 1e300 if spec_seconds is None else default_window(spec_seconds)
+    try:
+        check_window(window, overlap)
+    except InputError as exc:
+        raise InputError(f"--{exc.args[0]}") from None
+
+
+def load_prime(path: str | Path):
+    """``(audio [C, S], rate)`` of a prime file; an unreadable one is a one-line InputError."""
+    from cadenza.core.audio import load_audio
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: prime audio file not found")
+    return load_audio(path)
+
+
+def prime_duration(path: str | Path) -> float:
+    """Seconds of audio in a prime file, from its header (no samples are read)."""
+    import soundfile
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: prime audio file not found")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:  # type: ignore[attr-defined]
+        raise InputError(f"{path}: cannot read audio ({exc})") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(f"{path}: audio file has no samples")
+    return info.frames / info.samplerate
+
+
+def check_prime_length(path: str | Path, audio, rate: int, seconds: float, what: str = "--seconds") -> None:
+    """The prime must leave something to generate: ``seconds`` is the total, prime included.
+    ``audio`` may be None when ``rate`` is the duration in seconds already."""
+    duration = rate if audio is None else audio.shape[-1] / rate
+    if duration >= seconds:
+        raise InputError(f"{path}: the prime is {duration:g} s long, not shorter than {what} ({seconds:g} s); "
+                         "the duration includes the prime")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "prompts", None) is not None:
+        from cadenza.core.batch_generate import run_batch
+
+        return run_batch(args)
     from cadenza.core.cascade import Cascade, check_seconds
     from cadenza.core.prompts import check_prompts
+    from cadenza.core.validate import load_pipeline
+    from cadenza.registry import get_registry
 
+    for flag, given in (("--out", args.out is not None), ("--resume", args.resume)):
+        if given:
+            raise InputError(f"{flag} is for batch mode (--prompts FILE); one prompt is written to --output")
+    if args.prompt is None:
+        raise InputError("give a prompt, or --prompts FILE to generate a batch")
     check_prompts([args.prompt])
     if args.seconds is not None:
         check_seconds(args.seconds)
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    output = check_output(args.output)
-    cascade = Cascade.from_spec(args.pipeline, device=args.device)
+    if args.only_new and args.prime is None:
+        raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
+    check_long_form(args.window, args.overlap)
+    output = check_output(args.output or "out.wav")
+    prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
+    registry = get_registry()
+    pipeline = load_pipeline(args.pipeline, registry)
+    seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
+    check_long_form(args.window, args.overlap, pipeline.spec.output.seconds)
+    if prime is not None:
+        check_prime_length(args.prime, prime, prime_rate, seconds)
+    cascade = Cascade(pipeline, registry, device=args.device)
     random_slots = cascade.random_components()
     if random_slots and not args.quiet:
         print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
     progress = None if args.quiet else _progress_bars
-    generation = cascade.generate([args.prompt], seconds=args.seconds, seed=args.seed, progress=progress)
+    generation = cascade.generate([args.prompt], seconds=args.seconds, seed=args.seed, progress=progress,
+                                  prime=prime, prime_rate=prime_rate, only_new=args.only_new,
+                                  window=args.window, overlap=args.overlap)
     write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
-                  build_sidecar(cascade, generation, args.pipeline, output))
+                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime))
     if not args.quiet:
-        print(f"wrote {output} ({generation.seconds:g} s at {generation.sample_rate} Hz) and {sidecar_path(output)}",
+        length = generation.audio.shape[-1] / generation.sample_rate
+        print(f"wrote {output} ({length:g} s at {generation.sample_rate} Hz) and {sidecar_path(output)}",
               file=sys.stderr)
+        if prime is not None:
+            print(f"note: {'the audio holds only what follows' if args.only_new else 'the audio starts with'} "
+                  f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
+                  file=sys.stderr)
+        if generation.windows:
+            print(f"note: long-form generation in {len(generation.windows)} windows of {generation.window:g} s "
+                  f"overlapping by {generation.overlap:g} s", file=sys.stderr)
     return 0
 
 

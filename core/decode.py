@@ -76,6 +76,7 @@ def decode_stage(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     progress: Callable[[int], Any] | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate ``num_frames`` frames of the stage's written stream: LongTensor ``[B, Q, num_frames]``.
 
@@ -88,6 +89,16 @@ def decode_stage(
     after each token position (all rows advance together), so a tqdm with
     ``total=num_frames * Q`` tracks it. ``use_cache=False`` re-runs ``model.forward`` over the
     whole sequence every step: quadratic, kept as the reference the cache is checked against.
+
+    ``prefix`` ``[B, Q, Tp]``: written tokens that are already there (the codes of a
+    continuation's prime, or the tail of the previous long-form window). They are fed to the
+    model as if it had written them (after ``prefill``, one ``step`` each; teacher-forced
+    without the cache, to both halves under guidance) and the ``num_frames`` new frames follow
+    them. Only the new frames are returned; the prefix costs no sampling and no progress.
+
+    ``generator`` may also be a sequence of ``B`` generators, one per row: each row is then
+    sampled with its own generator (``sampler(logits[i:i+1], generator[i])``), so a row's
+    tokens do not depend on which other rows share its batch.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -96,19 +107,30 @@ def decode_stage(
     B = request.batch_size
     guided = _guided(request, guidance_scale)
     run = doubled_request(request) if guided else request
+    known = _flat_prefix(model, prefix, B)
     with torch.inference_mode():
         if use_cache:
-            state = model.prefill(run, total)
+            state = model.prefill(run, known.shape[1] + total)
             logits = state.logits
+            for j in range(known.shape[1]):
+                logits = model.step(state, known[:, j].repeat(2) if guided else known[:, j])
         else:
-            written = torch.zeros(run.batch_size, 0, dtype=torch.long, device=_device(model, request))
+            written = known.to(_device(model, request))
+            written = written.repeat(2, 1) if guided else written
             logits = model.forward(run, written)[:, -1]
         out = torch.empty(B, total, dtype=torch.long, device=logits.device)
         if generator is None:
             generator = _default_generator(logits.device)
+        per_row = isinstance(generator, (list, tuple))
+        if per_row and len(generator) != B:
+            raise ValueError(f"got {len(generator)} generators for a batch of {B}")
         for i in range(total):
             step_logits = combine(logits, B, guidance_scale) if guided else logits.float()
-            tokens = sampler(step_logits, generator).reshape(B).to(torch.long)
+            if per_row:
+                tokens = torch.cat([sampler(step_logits[r : r + 1], g).reshape(1) for r, g in enumerate(generator)])
+                tokens = tokens.to(torch.long)
+            else:
+                tokens = sampler(step_logits, generator).reshape(B).to(torch.long)
             out[:, i] = tokens
             if progress is not None:
                 progress(1)
@@ -121,6 +143,18 @@ def decode_stage(
                 written = torch.cat([written, feed[:, None].to(written.device)], dim=1)
                 logits = model.forward(run, written)[:, -1]
     return out.view(B, num_frames, Q).transpose(1, 2).contiguous()
+
+
+def _flat_prefix(model: Any, prefix: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """``prefix`` ``[B, Q, Tp]`` (or None) checked and flattened frame-major to ``[B, Tp * Q]``."""
+    writes = model.layout.writes
+    if prefix is None:
+        return torch.zeros(batch, 0, dtype=torch.long)
+    if prefix.dim() != 3 or prefix.shape[0] != batch or prefix.shape[1] != writes.num_codebooks:
+        raise ValueError(f"prefix must be [{batch}, {writes.num_codebooks}, T] written tokens, got {list(prefix.shape)}")
+    if prefix.dtype.is_floating_point or (prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= writes.codebook_size)):
+        raise ValueError(f"prefix tokens must be integers in [0, {writes.codebook_size})")
+    return prefix.long().transpose(1, 2).reshape(batch, -1)
 
 
 def _device(model: Any, request: StageRequest) -> torch.device:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from cadenza.core import kmeans
 from cadenza.core.audio import resample
-from cadenza.core.errors import InputError, WeightsError
-from cadenza.core.checkpoint import build_module, save_module
+from cadenza.core.errors import InputError
+from cadenza.core.checkpoint import build_module
+from cadenza.plugins.centroid_tokenizer import CentroidTokenizer
 from cadenza.plugins.tiny import MEL_KMEANS, MelKMeansConfig
 
 
@@ -80,8 +80,10 @@ def mel_filterbank(
     return fb.float()
 
 
-class MelKMeans(nn.Module):
+class MelKMeans(CentroidTokenizer, nn.Module):
     """The ``mel-kmeans`` semantic tokenizer. Its state dict is just ``centroids`` ``[vocab, n_mels]``."""
+
+    component = MEL_KMEANS
 
     def __init__(self, config: MelKMeansConfig):
         super().__init__()
@@ -139,19 +141,6 @@ class MelKMeans(nn.Module):
         fitted = kmeans.fit_kmeans(features, self.config.vocab_size, batch_size=len(features),
                                    epochs=iterations, seed=seed)
         self.centroids.copy_(fitted)
-
-    def with_centroids(self, centroids: torch.Tensor) -> "MelKMeans":
-        """A copy using ``centroids`` ``[K, n_mels]`` (``vocab_size`` becomes K), e.g. fitted by
-        ``cadenza fit-kmeans``, ready for :meth:`save_pretrained`."""
-        if centroids.dim() != 2 or centroids.shape[1] != self.config.n_mels:
-            raise WeightsError(f"mel-kmeans centroids must be [K, {self.config.n_mels}], got {tuple(centroids.shape)}")
-        with torch.random.fork_rng(devices=[]):  # the random init is overwritten; leave the global RNG alone
-            model = MelKMeans(attrs.evolve(self.config, vocab_size=int(centroids.shape[0])))
-        model.centroids.copy_(centroids)
-        return model.to(self.centroids.device).eval()
-
-    def save_pretrained(self, folder):
-        return save_module(self, folder, MEL_KMEANS)
 
 
 def build(config: MelKMeansConfig, context) -> MelKMeans:

@@ -50,15 +50,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from cadenza.core import kmeans
 from cadenza.core.audio import resample
-from cadenza.core.checkpoint import build_module, save_module
-from cadenza.core.errors import InputError, WeightsError
+from cadenza.core.checkpoint import build_module
+from cadenza.plugins.centroid_tokenizer import CentroidTokenizer
+from cadenza.core.errors import InputError
 from cadenza.plugins.music_features_plugin import (
     BEAT, CHROMA, FEATURE_DIM, HEIGHT, MUSIC_FEATURES, ONSET, PITCH_CLASS, MusicFeaturesConfig,
 )
@@ -185,8 +185,10 @@ def beat_phase(onset: torch.Tensor, frame_rate: float) -> torch.Tensor:
     return (confidence[..., None] * torch.stack([torch.cos(psi), torch.sin(psi)], -1)).to(onset.dtype)
 
 
-class MusicFeatures(nn.Module):
+class MusicFeatures(CentroidTokenizer, nn.Module):
     """The ``music-features`` semantic tokenizer. Its state dict is just ``centroids`` ``[vocab, 28]``."""
+
+    component = MUSIC_FEATURES
 
     def __init__(self, config: MusicFeaturesConfig):
         super().__init__()
@@ -374,19 +376,6 @@ class MusicFeatures(nn.Module):
     def tokenize_notes(self, notes: Sequence[Sequence[float]], seconds: float) -> torch.Tensor:
         """A MIDI melody (see :meth:`features_from_notes`) -> its semantic ids ``[T]`` int64."""
         return self.assign(self.features_from_notes(notes, seconds))
-
-    def with_centroids(self, centroids: torch.Tensor) -> "MusicFeatures":
-        """A copy using ``centroids`` ``[K, 28]`` (``vocab_size`` becomes K), e.g. fitted by
-        ``cadenza fit-kmeans``, ready for :meth:`save_pretrained`."""
-        if centroids.dim() != 2 or centroids.shape[1] != FEATURE_DIM:
-            raise WeightsError(f"music-features centroids must be [K, {FEATURE_DIM}], got {tuple(centroids.shape)}")
-        with torch.random.fork_rng(devices=[]):  # the random init is overwritten; leave the global RNG alone
-            model = MusicFeatures(attrs.evolve(self.config, vocab_size=int(centroids.shape[0])))
-        model.centroids.copy_(centroids)
-        return model.to(self.centroids.device).eval()
-
-    def save_pretrained(self, folder):
-        return save_module(self, folder, MUSIC_FEATURES)
 
 
 def build(config: MusicFeaturesConfig, context) -> MusicFeatures:

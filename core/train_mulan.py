@@ -67,6 +67,7 @@ from cadenza.core.run_checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
+from cadenza.core.schedule import lr_factor
 
 if TYPE_CHECKING:
     import torch
@@ -390,14 +391,6 @@ def _spread(count: int, limit: int) -> list[int]:
 
 # -- optimisation ---------------------------------------------------------------------------------
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def param_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only (not biases, norm gains, the temperature)."""
     decay, plain = [], []
@@ -577,7 +570,7 @@ def train_mulan(args: Any) -> int:
     towers = _towers(mulan)
     optimizer = torch.optim.AdamW(param_groups(towers, args.weight_decay), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, args.warmup_steps, args.steps))
+        optimizer, lr_factor(args.warmup_steps, args.steps))
     ema = Ema(mulan, args.ema_decay) if args.ema_decay > 0 else None
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -54,7 +54,6 @@ import attrs
 
 from cadenza.core.atomic import write_text
 from cadenza.core.errors import InputError
-from cadenza.core.run_checkpoints import LATEST as LATEST  # re-exported for callers
 from cadenza.core.run_checkpoints import (
     CHECKPOINTS,
     LOG,
@@ -69,6 +68,8 @@ from cadenza.core.run_checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
+from cadenza.core.run_checkpoints import LATEST as LATEST  # re-exported for callers
+from cadenza.core.schedule import lr_factor
 
 EXPORT = "export"
 RUN_FILE = "run.json"
@@ -155,18 +156,6 @@ def model_config(stage: Any, module: Any) -> dict[str, Any]:
     return {"component": stage.model.entry.name, "config": unstructure_config(config), "layout": stage.layout.to_dict()}
 
 
-def lr_factor(warmup: int, total: int) -> Callable[[int], float]:
-    """LR multiplier after ``step`` optimizer steps: linear warm-up, then cosine decay to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 def _loss_module():
     import torch.nn.functional as F
     from torch import nn
@@ -212,6 +201,9 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
     runs on every process after each optimizer step (and its checkpoint)."""
     import torch
     from accelerate.utils import set_seed
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.utils.data import DataLoader
+
     from cadenza.core.checkpoint import load_state_into, save_checkpoint
     from cadenza.core.stage_data import (
         StageDataset,
@@ -220,8 +212,6 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         to_request,
         valid_batches,
     )
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    from torch.utils.data import DataLoader
 
     s = setup(args)
     run = Path(args.out)

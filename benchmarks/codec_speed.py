@@ -23,18 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.atomic import write_text
 from cadenza.core.audio import load_audio, prepare
 from cadenza.core.components import BuildContext
 from cadenza.core.params import structure_config
@@ -226,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     seconds, repeats = (1.0, 2) if args.quick else (args.seconds, args.repeats)
     out_dir = Path(args.out_dir or (tempfile.mkdtemp(prefix="codec_speed.") if args.quick else "docs/benchmarks"))
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     registry = discover(environ={})
     recordings = {c: load_audio(p) for c, p in RECORDINGS.items()}
     results, skipped = [], []
@@ -249,10 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.append(row)
 
     result = {
-        "command": " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "machine": {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "load_average": load_at_start},
+        "command": command_line(argv),
+        "machine": machine_info(load_at_start),
         "settings": {"seconds": seconds, "repeats": repeats, "target_overhead_pct": 5.0},
         "results": results,
         "skipped": skipped,
@@ -263,8 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
             "Cadenza's run happened to be faster); the wrapper-alone column is the cost Cadenza adds",
         ],
     }
-    write_text(out_dir / "codec_speed.json", json.dumps(result, indent=2) + "\n")
-    write_text(out_dir / "codec_speed.md", markdown(result))
+    write_results(out_dir, "codec_speed", result, markdown(result))
     print(f"wrote {out_dir}/codec_speed.json and .md")
     return result
 

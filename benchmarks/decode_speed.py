@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.atomic import write_text
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.decode import decode_stage
 from cadenza.core.layout import StageLayout, StreamSlice
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     if skipped:
         notes.append(f"uncached decoding measured at batch {', '.join(map(str, uncached))} only (quadratic cost)")
 
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     model, layout = build(shape)
     print(f"shape: {shape}, tokens per row: {tokens}", flush=True)
     runs = []
@@ -156,24 +152,15 @@ def main(argv: list[str] | None = None) -> dict:
     speedup = {b: round(speed[(b, True)] / speed[(b, False)], 1) for b in batches if (b, False) in speed}
 
     result = {
-        "command": " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "load_average": load_at_start,
-        },
+        "command": command_line(argv),
+        "machine": machine_info(load_at_start),
         "shape": shape,
         "tokens": tokens,
         "runs": runs,
         "speedup": speedup,
         "notes": notes,
     }
-    write_text(out_dir / "decode_speed.json", json.dumps(result, indent=2) + "\n")
-    write_text(out_dir / "decode_speed.md", markdown(result))
+    write_results(out_dir, "decode_speed", result, markdown(result))
     print(f"speed-up cached/uncached: {speedup}; wrote {out_dir}/decode_speed.json and .md")
     return result
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -124,9 +121,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return None
-    from cadenza.core.atomic import write_text
+    from recording import command_line, load_average, machine_info, write_results
 
-    import torch
 
     if args.quick:
         lengths, one_pass, window = [3.0, 6.0], [3.0], 1.0
@@ -135,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         one_pass = [float(x) for x in args.one_pass.split(",") if x.strip()]
         window = args.window
     out_dir = Path(args.out_dir or (tempfile.mkdtemp(prefix="longform_memory.") if args.quick else "docs/benchmarks"))
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     script = str(Path(__file__).resolve())
     runs = []
     for seconds in lengths:
@@ -159,22 +155,14 @@ def main(argv: list[str] | None = None) -> dict | None:
                  "context on each side); the one-pass runs decode everything at once")
     notes.append("wall times depend on the machine's load (see the load average above): compare memory, not time")
     result = {
-        "command": " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "load_average": load_at_start,
-        },
+        "command": command_line(argv),
+        "machine": machine_info(load_at_start, threads=False),
         "pipeline": args.pipeline,
         "threads": args.threads,
         "runs": runs,
         "notes": notes,
     }
-    write_text(out_dir / "longform_memory.json", json.dumps(result, indent=2) + "\n")
-    write_text(out_dir / "longform_memory.md", markdown(result))
+    write_results(out_dir, "longform_memory", result, markdown(result))
     print(f"wrote {out_dir}/longform_memory.json and .md")
     return result
 

@@ -25,18 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.atomic import write_text
 from cadenza.core.cascade import Cascade
 from cadenza.core.components import StageRequest
 from cadenza.core.stage_data import (
@@ -248,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.steps:
         shape["steps"] = args.steps
     out_dir = Path(args.out_dir or (tempfile.mkdtemp(prefix="train_speed.") if args.quick else "docs/benchmarks"))
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
 
     with tempfile.TemporaryDirectory(prefix="train_speed.work.") as work:
         work = Path(work)
@@ -265,10 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
             results.append(row)
 
     result = {
-        "command": " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "machine": {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "load_average": load_at_start},
+        "command": command_line(argv),
+        "machine": machine_info(load_at_start),
         "shape": shape,
         "prepare_seconds": round(prepare_seconds, 3),
         "prepare_seconds_per_clip": round(prepare_seconds / shape["clips"], 4),
@@ -282,8 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
             "updates, clipping and logging on top of it",
         ],
     }
-    write_text(out_dir / "train_speed.json", json.dumps(result, indent=2) + "\n")
-    write_text(out_dir / "train_speed.md", markdown(result))
+    write_results(out_dir, "train_speed", result, markdown(result))
     print(f"wrote {out_dir}/train_speed.json and .md")
     return result
 

@@ -1,13 +1,15 @@
 """``cadenza generate --prompts FILE --out DIR``: many prompts, one WAV + JSON sidecar each.
 
 Every line of ``FILE`` is a JSON object: ``{"prompt": ..., "seed": 3, "seconds": 8,
-"prime": "intro.wav", "name": "song"}``; everything but ``prompt`` is optional (the command's
-``--seed``, ``--seconds`` and ``--prime`` are the defaults; a relative ``prime`` is relative
-to ``FILE``'s folder). The output of a line is ``DIR/<name>.wav`` and ``.json``, ``name``
-defaulting to the line number (``0007``).
+"prime": "intro.wav", "melody": "tune.mid", "melody_source": "midi:track=1", "name": "song"}``;
+everything but ``prompt`` is optional (the command's ``--seed``, ``--seconds``, ``--prime``,
+``--melody`` and ``--melody-source`` are the defaults; a relative ``prime`` or ``melody`` is
+relative to ``FILE``'s folder). A line cannot have both a prime and a melody. The output of a
+line is ``DIR/<name>.wav`` and ``.json``, ``name`` defaulting to the line number (``0007``).
+With ``--rerank K`` every line keeps the best of K candidates (:mod:`cadenza.core.rerank`).
 
 Lines are checked before any model is built; a bad one is reported as ``FILE:LINE: message``
-and skipped, and the rest run. Lines with the same duration and prime are generated together,
+and skipped, and the rest run. Lines with the same duration, prime and melody are generated together,
 ``--batch-size`` at a time, each row with its own seed's generator, so batching changes the
 speed, not the audio a line gets. Each pair of files is written atomically as soon as its batch
 is done, so ``--resume`` after an interruption (or a bad line fixed) skips every line whose two
@@ -26,9 +28,9 @@ from typing import Any
 
 import attrs
 
-from cadenza.core.errors import InputError
+from cadenza.core.errors import CadenzaError, InputError
 
-KEYS = ("prompt", "seed", "seconds", "prime", "name")
+KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "name")
 
 
 @attrs.frozen
@@ -41,11 +43,14 @@ class Job:
     seconds: float | None  # None: the spec's output.seconds
     prime: Path | None
     name: str
+    melody: Path | None = None
+    melody_source: str | None = None
 
     @property
     def group(self) -> tuple:
         """Lines with equal settings run in one batch (seeds may differ: each row has its own)."""
-        return (self.seconds, None if self.prime is None else str(self.prime))
+        return (self.seconds, None if self.prime is None else str(self.prime),
+                None if self.melody is None else str(self.melody), self.melody_source)
 
 
 def _number(value: Any) -> bool:
@@ -79,11 +84,24 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
         prime = folder / item["prime"]
     if prime is not None and not prime.is_file():
         raise ValueError(f"prime audio file not found: {prime}")
+    melody = defaults.get("melody")
+    if "melody" in item:
+        if not isinstance(item["melody"], str) or not item["melody"].strip():
+            raise ValueError(f'"melody" must be the path of a melody file (MIDI or audio), got {item["melody"]!r}')
+        melody = folder / item["melody"]
+    if melody is not None and not melody.is_file():
+        raise ValueError(f"melody file not found: {melody}")
+    if melody is not None and prime is not None:
+        raise ValueError("a line cannot have both a prime and a melody: continue audio or follow a melody")
+    melody_source = item.get("melody_source", defaults.get("melody_source"))
+    if melody_source is not None and (not isinstance(melody_source, str) or not melody_source.strip()):
+        raise ValueError(f'"melody_source" must be a melody source name, got {melody_source!r}')
     name = item.get("name", f"{line:04d}")
     if (not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name
             or any(ord(c) < 32 for c in name) or len(name) > 200):
         raise ValueError(f'"name" must be a plain file name (no folder, not starting with "."), got {name!r}')
-    return Job(line, prompt, seed, None if seconds is None else float(seconds), prime, name)
+    return Job(line, prompt, seed, None if seconds is None else float(seconds), prime, name, melody,
+               melody_source if melody is not None else None)
 
 
 def read_jobs(path: Path, defaults: dict[str, Any]) -> tuple[list[Job], list[str]]:
@@ -149,6 +167,9 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise InputError(f"{out_dir}: is not a folder")
     if args.prime is not None and not Path(args.prime).is_file():
         raise InputError(f"{args.prime}: prime audio file not found")
+    from cadenza.core.cli_generate import check_melody_args
+
+    check_melody_args(args)
     return out_dir
 
 
@@ -157,7 +178,8 @@ def run_batch(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out_dir = _check_args(args)
     path = Path(args.prompts)
-    defaults = {"seed": args.seed, "seconds": args.seconds, "prime": None if args.prime is None else Path(args.prime)}
+    defaults = {"seed": args.seed, "seconds": args.seconds, "prime": None if args.prime is None else Path(args.prime),
+                "melody": None if args.melody is None else Path(args.melody), "melody_source": args.melody_source}
     jobs, problems = read_jobs(path, defaults)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -176,8 +198,12 @@ def run_batch(args: argparse.Namespace) -> int:
         for problem in prime_problems:
             print(problem, file=sys.stderr)
         bad += len(prime_problems)
+        todo, melodies, melody_problems = _read_melodies(todo, pipeline, registry, path)
+        for problem in melody_problems:
+            print(problem, file=sys.stderr)
+        bad += len(melody_problems)
         if todo:
-            done, failed = _generate(args, path, out_dir, todo, pipeline, registry)
+            done, failed = _generate(args, path, out_dir, todo, pipeline, registry, melodies)
             bad += failed
     if not args.quiet:
         print(f"done: {done} generated, {len(skipped)} skipped (outputs exist), {bad} bad "
@@ -214,8 +240,40 @@ def _check_primes(jobs: list[Job], default_seconds: float, path: Path) -> tuple[
     return keep, problems
 
 
+def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
+                   path: Path) -> tuple[list[Job], dict[tuple, Any], list[str]]:
+    """Read each melody file once (with its line's source); drop the lines whose melody cannot be
+    read or whose pipeline cannot follow one. Returns ``(jobs, {(file, source): Melody}, problems)``."""
+    from cadenza.core.cli_generate import melody_problem
+    from cadenza.core.melody import read_melody
+
+    melodies: dict[tuple, Any] = {}
+    keep, problems = [], []
+    unsupported = melody_problem(pipeline)
+    for job in jobs:
+        if job.melody is None:
+            keep.append(job)
+            continue
+        key = (job.melody, job.melody_source)
+        try:
+            if unsupported:
+                raise InputError(unsupported)
+            if key not in melodies:
+                try:
+                    melodies[key] = read_melody(job.melody, job.melody_source, registry)
+                except CadenzaError as exc:
+                    melodies[key] = InputError(str(exc))
+            if isinstance(melodies[key], InputError):
+                raise melodies[key]
+        except InputError as exc:
+            problems.append(f"{path}:{job.line}: {exc}")
+            continue
+        keep.append(job)
+    return keep, {k: v for k, v in melodies.items() if not isinstance(v, InputError)}, problems
+
+
 def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Job], pipeline: Any,
-              registry: Any) -> tuple[int, int]:
+              registry: Any, melodies: dict[tuple, Any] | None = None) -> tuple[int, int]:
     """Run the batches; return ``(generated, bad lines found on the way)``."""
     from tqdm import tqdm
 
@@ -227,6 +285,12 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
     if random_slots and not args.quiet:
         print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
+    scorer = None
+    if args.rerank > 1:
+        from cadenza.core.rerank import build_scorer
+
+        scorer = build_scorer(args.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
+    melodies = melodies or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     primes: dict[Path, Any] = {}
     done = failed = 0
@@ -255,12 +319,25 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                     for job in chunk:
                         report(job, str(exc))
                     continue
-            generation = cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=[j.seed for j in chunk],
-                                          prime=prime, prime_rate=rate, only_new=args.only_new and prime is not None,
-                                          window=args.window, overlap=args.overlap)
+            melody = None if first.melody is None else melodies[(first.melody, first.melody_source)]
+
+            def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody):
+                return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
+                                        prime_rate=rate, only_new=args.only_new and prime is not None,
+                                        window=args.window, overlap=args.overlap, melody=melody)
+
+            seeds = [j.seed for j in chunk]
+            if scorer is not None:
+                from cadenza.core.rerank import rerank
+
+                generation, report = rerank(generate, [j.prompt for j in chunk], seeds, args.rerank, scorer)
+            else:
+                generation, report = generate(seeds), None
             for row, job in enumerate(chunk):
                 audio_path = outputs(out_dir, job)[0]
                 extra = {"prompts_file": str(path), "line": job.line}
+                if report is not None:
+                    extra["rerank"] = {"seed": job.seed, **report[row]}
                 write_outputs(audio_path, generation.audio[row].numpy(), generation.sample_rate,
                               build_sidecar(cascade, generation, args.pipeline, audio_path,
                                             row=row, prime_file=None if job.prime is None else str(job.prime),

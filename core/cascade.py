@@ -8,6 +8,11 @@ The same loop continues audio: a prime's tokens (from the pipeline's own tokeniz
 already-written prefix of every stage. Long durations run it window by window, each window's
 prefix being the previous window's tail (:mod:`cadenza.core.longform`); one short clip is the
 one-window case, with no prefix.
+
+A melody (:mod:`cadenza.core.melody`) steers the semantic stage the same way: forced, its
+semantic tokens are the written prefix of the semantic stream only (the acoustic stages then
+read them as they read any semantic tokens); guided, the semantic stage's logits get a bonus
+toward them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Generation:
     windows: tuple[dict[str, float], ...] = ()  # long-form windows (start, new, end seconds); () for one pass
     window: float | None = None  # long-form window and overlap seconds; None for one pass
     overlap: float | None = None
+    melody: tuple[dict[str, Any], ...] = ()  # per row: the melody that steered it (Melody.describe()); () for none
+    melody_strength: float | None = None  # None: forced; else the guidance logit bonus
 
     @property
     def row_seeds(self) -> tuple[int, ...]:
@@ -129,7 +136,8 @@ class Cascade:
 
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
                  progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
-                 only_new: bool = False, window: float | None = None, overlap: float | None = None) -> Generation:
+                 only_new: bool = False, window: float | None = None, overlap: float | None = None,
+                 melody: Any = None, melody_strength: float | None = None) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
 
         ``seed``: one int for the batch (one generator shared by the rows), or one int per
@@ -145,8 +153,16 @@ class Cascade:
         ``seconds`` longer than ``window`` (default :attr:`default_window`) is generated window
         by window, each continuing the last ``overlap`` seconds (default half a window) of the
         one before at token level: see :mod:`cadenza.core.longform`.
+
+        ``melody``: a :class:`cadenza.core.melody.Melody`, or one per prompt (all or none), to
+        follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
+        stream for the melody's length (up to ``seconds``) and the semantic stage only continues
+        them; with a strength the semantic stage runs with that logit bonus on the melody's
+        token at each frame. Needs a semantic stage; not combinable with a prime.
         """
         import torch
+
+        from cadenza.core.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
 
         prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
         seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
@@ -155,24 +171,41 @@ class Cascade:
         window, overlap = check_window(window, overlap, self.default_window)
         if only_new and prime is None:
             raise InputError("only_new needs a prime: without one, all of the audio is new")
+        melodies = melody_rows(melody, batch)
+        strength = check_strength(melody_strength)
+        if melodies is not None:
+            self._check_melody(prime)
         with torch.inference_mode():
             history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
-            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if history else 0.0
+            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
             if prime_seconds >= seconds:
                 raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
                                  "the duration includes the prime, so ask for more")
             plan = plan_windows(seconds, window, overlap, prime_seconds)
+            guide = None
+            if melodies is not None:
+                sem_info = self.pipeline.semantic_tokenizer.info
+                if strength is None:
+                    history["semantic"] = semantic_prefix(self.semantic_tokenizer, sem_info, melodies,
+                                                          seconds).to(self.device)
+                else:
+                    vocab = next(s.layout.writes.codebook_size for s in self.pipeline.stages
+                                 if s.layout.writes.stream == "semantic")
+                    guide = guidance_bias(self.semantic_tokenizer, sem_info, melodies, seconds, strength, vocab)
             conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
             timings: dict[str, float] = {}
             for win in plan:
-                context, frames = {}, {}
+                context, frames, begins = {}, {}, {}
                 for stream, rate in self.frame_rates.items():
                     have = history[stream].shape[2] if stream in history else 0
-                    begin, frames[stream] = window_frames(win, have, rate)
-                    if have > begin:
-                        context[stream] = history[stream][:, :, begin:]
+                    begins[stream], frames[stream] = window_frames(win, have, rate)
+                    # a melody's semantic tokens may reach past this window: its context stops at its end
+                    stop = min(have, frames_before(win.end, rate))
+                    if stop > begins[stream]:
+                        context[stream] = history[stream][:, :, begins[stream]:stop]
                 label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
-                new = self._run_window(batch, conditioning, context, frames, seeds, win.index, progress, label, timings)
+                new = self._run_window(batch, conditioning, context, frames, seeds, win.index, progress, label, timings,
+                                       guide=guide, begins=begins)
                 for stream, tokens in new.items():
                     history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
             start = time.perf_counter()
@@ -186,7 +219,21 @@ class Cascade:
         return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
                           history, timings, prime_seconds=prime_seconds, only_new=only_new,
                           windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
-                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None)
+                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
+                          melody=tuple(m.describe() for m in melodies) if melodies else (),
+                          melody_strength=strength if melodies else None)
+
+    def _check_melody(self, prime: Any) -> None:
+        """A melody needs a semantic stage (and tokenizer) to steer, and no prime (its semantic
+        tokens would compete with the prime's)."""
+        if prime is not None:
+            raise InputError("a melody cannot be combined with a prime: give one or the other")
+        if "semantic" not in self.frame_rates:
+            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic stage for a melody to steer "
+                             "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")
+        if self.semantic_tokenizer is None:
+            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic tokenizer to turn a melody into "
+                             "semantic tokens")
 
     @property
     def frame_rates(self) -> dict[str, float]:
@@ -235,15 +282,18 @@ class Cascade:
 
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
                     window: int, progress: ProgressFactory | None, label: Callable[[str], str],
-                    timings: dict[str, float]) -> dict[str, Any]:
+                    timings: dict[str, float], guide: Any = None, begins: dict | None = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
 
         ``context[stream]``: the tokens that already exist in the window (its written prefix at
         every stage that writes the stream); ``frames[stream]``: how many frames to add.
+        ``guide``: a melody's ``[B, T, V]`` logit bias for the semantic stage, whose written
+        position 0 is frame ``begins["semantic"]`` of the output.
         """
         import torch
 
         from cadenza.core.decode import decode_stage
+        from cadenza.core.melody import GuidedModel
 
         streams: dict[str, torch.Tensor] = {}
         for index, stage in enumerate(self.pipeline.stages):
@@ -265,7 +315,10 @@ class Cascade:
             self.registry.hook.before_stage(stage=stage.spec, request=request)
             start = time.perf_counter()
             try:
-                tokens = decode_stage(self.models[name], request, count, self.samplers[name],
+                model = self.models[name]
+                if guide is not None and writes.stream == "semantic":
+                    model = GuidedModel(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
+                tokens = decode_stage(model, request, count, self.samplers[name],
                                       guidance_scale=stage.spec.guidance_scale, generator=generator,
                                       progress=bar.update if bar else None, prefix=prefix)
             except BaseException as exc:

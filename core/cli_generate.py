@@ -1,8 +1,10 @@
 """``cadenza generate``: one prompt -> an audio file plus a JSON sidecar saying how it was made.
 
-With ``--prime`` the prompt continues an audio file; ``--seconds`` beyond ``--window`` is
-generated window by window (:mod:`cadenza.core.longform`); ``--prompts FILE`` hands over to
-the batch mode in :mod:`cadenza.core.batch_generate`.
+With ``--prime`` the prompt continues an audio file; ``--melody FILE`` follows a melody read
+by a melody source plugin (:mod:`cadenza.core.melody`); ``--rerank K`` keeps the best of K
+candidates (:mod:`cadenza.core.rerank`); ``--seconds`` beyond ``--window`` is generated window
+by window (:mod:`cadenza.core.longform`); ``--prompts FILE`` hands over to the batch mode in
+:mod:`cadenza.core.batch_generate`.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
     if generation.windows:
         sidecar["long_form"] = {"window": generation.window, "overlap": generation.overlap,
                                 "windows": [dict(w) for w in generation.windows]}
+    if generation.melody:
+        strength = generation.melody_strength
+        sidecar["melody"] = {**generation.melody[row], "mode": "forced" if strength is None else "guided",
+                             "strength": strength}
     if len(generation.prompts) > 1:
         sidecar["batch"] = {"size": len(generation.prompts), "row": row}
     sidecar.update(extra or {})
@@ -98,6 +104,29 @@ def check_long_form(window: float | None, overlap: float | None, spec_seconds: f
         check_window(window, overlap)
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
+
+
+def check_melody_args(args: argparse.Namespace) -> None:
+    """--melody, --melody-source and --rerank problems that need no model (one line each)."""
+    from cadenza.core.rerank import check_count
+
+    if args.melody_source is not None and args.melody is None and getattr(args, "prompts", None) is None:
+        raise InputError("--melody-source needs --melody FILE")
+    if args.melody is not None and args.prime is not None:
+        raise InputError("--melody cannot be combined with --prime: continue audio or follow a melody, not both")
+    if args.melody is not None and not Path(args.melody).is_file():
+        raise InputError(f"{args.melody}: melody file not found")
+    check_count(args.rerank)
+
+
+def melody_problem(pipeline) -> str | None:
+    """Why ``pipeline`` cannot follow a melody (no semantic stage or tokenizer), or None."""
+    if not any(stage.layout.writes.stream == "semantic" for stage in pipeline.stages):
+        return (f"pipeline {pipeline.spec.name!r} has no semantic stage for a melody to steer "
+                "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")
+    if pipeline.semantic_tokenizer is None:
+        return f"pipeline {pipeline.spec.name!r} has no semantic tokenizer to turn a melody into semantic tokens"
+    return None
 
 
 def load_prime(path: str | Path):
@@ -156,10 +185,19 @@ def run(args: argparse.Namespace) -> int:
     if args.only_new and args.prime is None:
         raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
     check_long_form(args.window, args.overlap)
+    check_melody_args(args)
     output = check_output(args.output or "out.wav")
     prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
     registry = get_registry()
     pipeline = load_pipeline(args.pipeline, registry)
+    melody = None
+    if args.melody is not None:
+        from cadenza.core.melody import read_melody
+
+        problem = melody_problem(pipeline)
+        if problem:
+            raise InputError(f"--melody: {problem}")
+        melody = read_melody(args.melody, args.melody_source, registry)
     seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
     check_long_form(args.window, args.overlap, pipeline.spec.output.seconds)
     if prime is not None:
@@ -170,11 +208,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
     progress = None if args.quiet else _progress_bars
-    generation = cascade.generate([args.prompt], seconds=args.seconds, seed=args.seed, progress=progress,
-                                  prime=prime, prime_rate=prime_rate, only_new=args.only_new,
-                                  window=args.window, overlap=args.overlap)
+
+    def generate(seeds):
+        return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
+                                prime_rate=prime_rate, only_new=args.only_new, window=args.window,
+                                overlap=args.overlap, melody=melody)
+
+    extra = {}
+    if args.rerank > 1:
+        from cadenza.core.rerank import build_scorer, rerank
+
+        scorer = build_scorer(args.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
+        generation, report = rerank(generate, [args.prompt], [args.seed], args.rerank, scorer)
+        extra["rerank"] = {"seed": args.seed, **report[0]}
+    else:
+        generation = generate(args.seed)
     write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
-                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime))
+                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime, extra=extra))
     if not args.quiet:
         length = generation.audio.shape[-1] / generation.sample_rate
         print(f"wrote {output} ({length:g} s at {generation.sample_rate} Hz) and {sidecar_path(output)}",
@@ -183,6 +233,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {'the audio holds only what follows' if args.only_new else 'the audio starts with'} "
                   f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
                   file=sys.stderr)
+        if melody is not None:
+            print(f"note: followed the melody of {args.melody} ({len(melody.notes)} notes, {melody.seconds:g} s, "
+                  f"melody source {melody.source})", file=sys.stderr)
+        if args.rerank > 1:
+            chosen = extra["rerank"]["candidates"][extra["rerank"]["chosen"]]
+            print(f"note: kept candidate {extra['rerank']['chosen'] + 1} of {args.rerank} (seed {chosen['seed']}, "
+                  f"{args.rerank_metric} {chosen['score']})", file=sys.stderr)
         if generation.windows:
             print(f"note: long-form generation in {len(generation.windows)} windows of {generation.window:g} s "
                   f"overlapping by {generation.overlap:g} s", file=sys.stderr)

@@ -28,6 +28,7 @@ KINDS: tuple[str, ...] = (
     "stage_model",
     "sampler",
     "metric",
+    "melody_source",
 )
 
 
@@ -164,3 +165,15 @@ class Metric(Protocol):
     """Scores audio. Returns named float values (higher-is-better is stated in the description)."""
 
     def __call__(self, audio: Any, **inputs: Any) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class MelodySource(Protocol):
+    """Reads a file (MIDI, humming, a recording, ...) into a :class:`cadenza.core.melody.Melody`.
+
+    Its config class declares the file suffixes it reads as a class attribute, e.g.
+    ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``, so ``--melody FILE`` can pick a
+    source without building any. Unreadable input raises :class:`cadenza.core.errors.InputError`.
+    """
+
+    def __call__(self, path: str) -> Any: ...

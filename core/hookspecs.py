@@ -94,6 +94,21 @@ def register_metrics(register: Any) -> None:
 
 
 @hookspec
+def register_melody_sources(register: Any) -> None:
+    """Register melody sources: ``source(path) -> Melody`` for ``cadenza generate --melody FILE``.
+
+    A source reads a file (a MIDI file, humming, another recording) into a
+    :class:`cadenza.core.melody.Melody` (notes as ``(start_s, end_s, midi_pitch, velocity)``),
+    which the cascade turns into semantic tokens that steer the semantic stage. The config
+    class lists the file suffixes it reads in a class attribute, e.g.
+    ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``: ``--melody FILE`` uses the
+    first source (by name) whose ``suffixes`` hold the file's suffix, ``--melody-source NAME``
+    picks one. The component implements :class:`cadenza.core.components.MelodySource` and
+    raises :class:`cadenza.core.errors.InputError` for a file it cannot read.
+    """
+
+
+@hookspec
 def register_pipelines(register: Any) -> None:
     """Register pipeline presets: ``register(name, path_to_yaml, description=...)``.
 

@@ -125,6 +125,21 @@ def build_peak(config, context):
 def register_metrics(register):
     register("peak", build_peak, description="largest absolute sample (higher is louder)")
 ''',
+    "register_melody_sources": '''
+from typing import ClassVar
+
+import attrs
+from cadenza.core.hookspecs import hookimpl
+
+@attrs.frozen
+class AbcConfig:
+    suffixes: ClassVar[tuple[str, ...]] = (".abc",)  # the files `--melody` hands to this source
+    tune: int = 1
+
+@hookimpl
+def register_melody_sources(register):
+    register("abc", "cadenza_abc.source:build", config=AbcConfig, description="melodies in ABC notation")
+''',
     "register_pipelines": '''
 from pathlib import Path
 from cadenza.core.hookspecs import hookimpl
@@ -286,7 +301,7 @@ def render_cli() -> str:
 
 KIND_TITLES = {"tokenizer": "Acoustic tokenizers", "semantic_tokenizer": "Semantic tokenizers",
                "conditioner": "Conditioners", "stage_model": "Stage models", "sampler": "Samplers",
-               "metric": "Metrics"}
+               "metric": "Metrics", "melody_source": "Melody sources"}
 
 
 WEIGHTED = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model")  # the kinds that take weights

@@ -29,6 +29,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_stage_models": "stage_model",
     "register_samplers": "sampler",
     "register_metrics": "metric",
+    "register_melody_sources": "melody_source",
 }
 PIPELINE_HOOK = "register_pipelines"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -341,7 +341,8 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                 write_outputs(audio_path, generation.audio[row].numpy(), generation.sample_rate,
                               build_sidecar(cascade, generation, args.pipeline, audio_path,
                                             row=row, prime_file=None if job.prime is None else str(job.prime),
-                                            extra=extra))
+                                            extra=extra),
+                              plot_title=job.prompt if args.plot else None)
                 done += 1
             bar.update(len(chunk))
     finally:

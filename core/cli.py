@@ -25,8 +25,10 @@ COMMANDS = {
     "export": ("cadenza.core.cli_export", "run"),
     "new-plugin": ("cadenza.core.cli_new_plugin", "run"),
     "corpus": ("cadenza.core.cli_corpus", "run"),
+    "evaluate": ("cadenza.core.cli_evaluate", "run"),
+    "bench": ("cadenza.core.cli_bench", "run"),
 }
-KINDS = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric")
+KINDS = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric", "melody_source")
 DEFAULT_PIPELINE = "tiny-random"
 
 
@@ -71,18 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prime", metavar="AUDIO", default=None,
                      help="audio file to continue: the output starts with it, as decoded from its codec tokens")
     gen.add_argument("--only-new", action="store_true", help="with --prime: write only the audio after the prime")
+    gen.add_argument("--melody", metavar="FILE", default=None,
+                     help="melody to follow: a MIDI file (its melody line) or audio (humming, whistling, a recording; "
+                     "pitch-tracked); the text still sets instrument and mood")
+    gen.add_argument("--melody-source", metavar="NAME", default=None,
+                     help="melody source plugin to read --melody with (default: the first that accepts the file)")
+    gen.add_argument("--rerank", type=int, default=1, metavar="K",
+                     help="generate K candidates per prompt and keep the best by --rerank-metric (default: 1, no reranking)")
+    gen.add_argument("--rerank-metric", metavar="NAME", default="text-similarity",
+                     help="metric plugin that scores candidates, higher is better (default: text-similarity, the "
+                     "pipeline conditioner's audio-text similarity, as MusicLM's MuLan reranking)")
     gen.add_argument("--window", type=float, default=None, metavar="S",
                      help="long-form window in seconds (default: 10, or the spec's output.seconds if longer)")
     gen.add_argument("--overlap", type=float, default=None, metavar="S",
                      help="seconds of each window's tail the next window continues from (default: half the window)")
     gen.add_argument("--prompts", metavar="JSONL", default=None,
-                     help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "name"} object per line')
+                     help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "melody", "name"} object per line')
     gen.add_argument("--out", metavar="DIR", default=None,
                      help="batch mode: folder to write NAME.wav and NAME.json into (NAME: the line's name, "
                      "else its line number)")
     gen.add_argument("--resume", action="store_true", help="batch mode: skip prompts whose outputs exist")
     gen.add_argument("--batch-size", type=int, default=8, metavar="N",
                      help="batch mode: most prompts generated together (default: 8)")
+    gen.add_argument("--plot", action="store_true",
+                     help="also write a PNG spectrogram beside each audio file (same stem, .png)")
     gen.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
 
@@ -99,18 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipes = sub.add_parser("pipelines", help="list pipeline presets")
     pipes.add_argument("--json", action="store_true", help="machine-readable output")
-    km = sub.add_parser("fit-kmeans", help="fit a semantic tokenizer's k-means codebook on your audio",
-                        description="Extract the semantic tokenizer's features from a folder of audio and fit its "
-                        "k-means codebook (mini-batch k-means in torch); writes a safetensors file of centroids.")
-    km.add_argument("--pipeline", "-p", required=True, help="spec file or preset whose semantic_tokenizer to fit")
-    km.add_argument("--data", required=True, help="folder of audio files (searched recursively)")
-    km.add_argument("--out", "-o", required=True, help="output .safetensors file of centroids")
-    km.add_argument("--clusters", type=int, default=None, help="number of centroids (default: the tokenizer's vocab_size)")
+    km = sub.add_parser("fit-kmeans", help="fit a semantic tokenizer's k-means codebook, or a codec's RVQ codebooks",
+                        description="Extract the semantic tokenizer's features from audio and fit its k-means "
+                        "codebook (mini-batch k-means in torch); writes a safetensors file of centroids. With "
+                        "--component tokenizer, fit the acoustic codec's residual-VQ codebooks one after another "
+                        "(e.g. spectral-codec) and write its weights file.")
+    km.add_argument("--pipeline", "-p", required=True, help="spec file or preset whose component to fit")
+    km.add_argument("--component", choices=("semantic_tokenizer", "tokenizer"), default="semantic_tokenizer",
+                    help="which of the spec's components to fit (default: semantic_tokenizer)")
+    km.add_argument("--data", required=True, help="folder of audio files (searched recursively) or a .jsonl/.csv "
+                    "manifest of audio paths (e.g. a corpus's train.jsonl)")
+    km.add_argument("--out", "-o", required=True, help="output .safetensors file (centroids, or the codec's weights)")
+    km.add_argument("--clusters", type=int, default=None, help="number of centroids (default: the tokenizer's "
+                    "vocab_size, or the codec's codebook_size)")
+    km.add_argument("--codebooks", type=int, default=None,
+                    help="tokenizer: residual codebooks to fit (default: the codec's num_codebooks)")
     km.add_argument("--batch-size", type=int, default=4096, help="feature frames per k-means update (default: 4096)")
     km.add_argument("--epochs", type=int, default=5, help="passes over the extracted features (default: 5)")
     km.add_argument("--max-frames", type=int, default=200_000, help="cap on feature frames kept in memory (default: 200000)")
     km.add_argument("--seed", type=int, default=0)
     km.add_argument("--device", default="cpu")
+    km.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     prep = sub.add_parser("prepare", help="tokenize a training set once into a token cache",
                           description="Run the spec's tokenizers and conditioner over a folder of audio (or a JSONL/CSV "
@@ -129,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train one stage of a pipeline (or the MuLan conditioner)",
                         description="Train a stage on a token cache with Hugging Face Accelerate: the same command runs "
                         "on a CPU, one GPU, or many through `accelerate launch`.")
-    tr.add_argument("--pipeline", "-p", required=True, help="spec file or preset")
-    tr.add_argument("--stage", required=True, help="a stage name from the spec, or 'mulan' for the conditioner")
+    tr.add_argument("--pipeline", "-p", help="spec file or preset (required for stages and mulan)")
+    tr.add_argument("--stage", required=True, help="a stage name from the spec, 'mulan' for the conditioner, or "
+                    "'instrument' for the instrument-family classifier of the `instrument` metric")
     tr.add_argument("--cache", help="token cache from `cadenza prepare` (stages)")
-    tr.add_argument("--data", help="folder or manifest of audio + captions (mulan)")
+    tr.add_argument("--data", help="folder or manifest of audio + captions (mulan), or a `cadenza corpus` folder "
+                    "or manifest (instrument)")
     tr.add_argument("--out", "-o", required=True, help="run folder: checkpoints, logs, exported weights")
     tr.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: 1000)")
     tr.add_argument("--batch-size", type=int, default=8, help="examples per process per micro-batch (default: 8)")
@@ -183,6 +208,51 @@ def build_parser() -> argparse.ArgumentParser:
     cor.add_argument("--soundfont", default=None, help="General MIDI .sf2 to use (default: $CADENZA_SOUNDFONT, "
                      "else the best one in /usr/share/sounds/sf2 or /usr/share/soundfonts)")
     cor.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("evaluate", help="generate from labelled prompts and score prompt adherence (and FAD)",
+                        description="Generate audio for every line of a labelled prompt file (a `cadenza corpus` "
+                        "manifest: caption plus attributes), measure the attributes in the audio with the estimator "
+                        "metrics, and report adherence per attribute and overall, also as a share of the estimators' "
+                        "ceiling (their accuracy on the reference clips), plus FAD against the reference audio. "
+                        "Writes OUT/audio, OUT/scores.jsonl, OUT/summary.json and OUT/summary.md. Resumable.")
+    ev.add_argument("--pipeline", "-p", default=DEFAULT_PIPELINE,
+                    help=f"spec file or preset to evaluate (default: {DEFAULT_PIPELINE})")
+    ev.add_argument("--prompts", required=True, metavar="JSONL",
+                    help="labelled prompts: a corpus manifest (e.g. CORPUS/test.jsonl) or lines with a caption or "
+                    "prompt plus attribute fields")
+    ev.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for audio, scores and the summary")
+    ev.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
+    ev.add_argument("--seeds", type=int, default=1, metavar="K", help="clips per prompt, seeds 0..K-1 (default: 1)")
+    ev.add_argument("--seconds", "-s", type=float, default=None,
+                    help="length of each clip (default: the reference clips' length, else the spec's)")
+    ev.add_argument("--fad-embedding", default="mel-stats", metavar="NAME",
+                    help="audio embedding for FAD: 'mel-stats' (no weights), 'conditioner' (the pipeline's own, "
+                    "when it embeds audio), or KIND:NAME[@WEIGHTS] of a component that embeds audio; 'none' skips FAD")
+    ev.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts generated together (default: 8)")
+    ev.add_argument("--resume", action="store_true", help="keep clips and scores already in OUT")
+    ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    bench = sub.add_parser("bench", help="benchmark a matrix of component combinations",
+                           description="Expand a matrix spec (a base pipeline and per-slot alternatives) into "
+                           "combinations, skip incompatible ones with the validator's reason, and measure each: speed "
+                           "and memory per stage, codec fidelity, prompt adherence, text-audio similarity, FAD. Each "
+                           "finished combination is appended to OUT/results.jsonl at once; then a Markdown and CSV "
+                           "table and PNG plots are written.")
+    bench.add_argument("matrix", help="matrix spec (YAML)")
+    bench.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for results, tables and plots")
+    bench.add_argument("--resume", action="store_true", help="keep finished combinations in OUT/results.jsonl")
+    bench.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="combinations measured in parallel worker processes (default: 1)")
+    bench.add_argument("--only", action="append", metavar="ID", default=None,
+                       help="run only this combination id (repeatable), e.g. one rank's share on another machine")
+    bench.add_argument("--shard", metavar="K/N", default=None,
+                       help="run every N-th combination from the K-th (0-based) into OUT/results-K-of-N.jsonl; 'env' "
+                       "takes K and N from RANK and WORLD_SIZE (torchrun). Merge: run again without --shard, --resume")
+    bench.add_argument("--list", action="store_true",
+                       help="print each combination's id and whether it is compatible, run nothing")
+    bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    bench.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
 

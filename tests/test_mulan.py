@@ -111,6 +111,32 @@ def test_minilm_text_tower_is_the_pretrained_minilm(registry):
     assert emb.shape == (1, 16) and abs(float(emb.detach().norm()) - 1) < 1e-5
 
 
+def test_frozen_minilm_is_never_trained_nor_saved(registry, tmp_path):
+    """text=minilm-frozen: the encoder is the shipped MiniLM, has no trainable tensors, and a
+    checkpoint holds only the rest (so a trained MuLan is small enough to ship), yet loads back
+    to the same text embeddings."""
+    from safetensors.torch import load_file
+
+    model, _ = build(registry, text="minilm-frozen", output="pooled")
+    names = [n for n, _ in model.named_parameters()]
+    assert names and not any("bert" in n or "encoder.layer" in n for n in names if n.startswith("text."))
+    assert [n for n in names if n.startswith("text.")] == ["text.proj.weight", "text.proj.bias"]
+    shipped = load_file(str(minilm_folder() / "model.safetensors"))
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(model.text.encoder.state_dict()[key], shipped[key])
+    prompts = ["a calm, slow piano melody", "a gentle and slow piano tune", "the stock market fell sharply today"]
+    with torch.no_grad():
+        feats = F.normalize(model.text_features(prompts), dim=-1)
+        before = model.text_embedding(prompts)
+    assert float(feats[0] @ feats[1]) > float(feats[2] @ feats[0]) + 0.3
+    folder = model.save_pretrained(tmp_path / "mulan")
+    saved = load_file(str(folder / "model.safetensors"))
+    assert not any("word_embeddings" in k for k in saved) and sum(v.numel() for v in saved.values()) < 200_000
+    loaded, _ = build(registry, weights=str(folder))
+    with torch.no_grad():
+        assert torch.allclose(loaded.text_embedding(prompts), before)
+
+
 # -- the quantiser --------------------------------------------------------------------------------
 
 def unit(n: int, dim: int = 16, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""``cadenza fit-kmeans``: fit a semantic tokenizer's k-means codebook on a folder of audio.
+"""``cadenza fit-kmeans``: fit a k-means codebook (semantic tokenizer) or residual codebooks (codec) on audio.
 
 Semantic tokens are only as good as their centroids, and the right centroids depend on the
 music a model will be trained on; this command fits them on the user's own audio with the
@@ -8,6 +8,13 @@ tokenizer, extracts its ``features(audio, sample_rate)`` from every audio file u
 sampling: each frame draws a random key, the smallest keys stay, so memory is bounded however
 much audio there is), fits :func:`cadenza.core.kmeans.fit_kmeans` and writes the centroids as
 a safetensors file (atomically) with what produced them in its metadata.
+
+With ``--component tokenizer`` it fits the acoustic codec's residual-VQ codebooks instead (a
+codec with ``features``, ``with_codebooks`` and ``save_pretrained``, e.g. ``spectral-codec``):
+codebook ``q`` is fitted by k-means on what codebooks ``0..q-1`` leave of the frames (each
+frame minus its nearest codewords so far), and the file written is the codec's weights file.
+``--data`` may also be a ``.jsonl``/``.csv`` manifest (e.g. a corpus split), so a held-out
+split stays out of the fit.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ class Reservoir:
 
 def _check_args(args: Any) -> None:
     for flag, value in (("--clusters", args.clusters), ("--batch-size", args.batch_size),
-                        ("--epochs", args.epochs), ("--max-frames", args.max_frames)):
+                        ("--epochs", args.epochs), ("--max-frames", args.max_frames),
+                        ("--codebooks", getattr(args, "codebooks", None))):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
     if args.seed < 0:
@@ -88,15 +96,77 @@ def _build_tokenizer(args: Any) -> tuple[Any, Any]:
     from cadenza.core.validate import load_pipeline
     from cadenza.registry import get_registry
 
+    component = _component(args)
     pipeline = load_pipeline(args.pipeline, get_registry())
-    resolved = pipeline.semantic_tokenizer
+    resolved = getattr(pipeline, component)
     if resolved is None:
-        raise CadenzaError(f"{args.pipeline}: the spec has no semantic_tokenizer to fit")
-    tokenizer = resolved.entry.build(resolved.config, BuildContext(weights=resolved.weights, device=args.device))
-    if not callable(getattr(tokenizer, "features", None)):
-        raise CadenzaError(f"semantic tokenizer {resolved.entry.name!r} has no features(audio, sample_rate) method, "
-                           "so fit-kmeans cannot fit its codebook")
+        raise CadenzaError(f"{args.pipeline}: the spec has no {component} to fit")
+    # The codec's codebooks are being replaced: build it with random ones, so that its default
+    # (e.g. packaged) weights are neither needed nor read; the spec's params set the analysis.
+    weights = resolved.weights
+    if component == "tokenizer":
+        from cadenza.core.weights import Weights
+
+        weights = Weights("random", "random")
+    tokenizer = resolved.entry.build(resolved.config, BuildContext(weights=weights, device=args.device))
+    what = "semantic tokenizer" if component == "semantic_tokenizer" else "tokenizer"
+    needs = ("features",) if component == "semantic_tokenizer" else ("features", "with_codebooks", "save_pretrained")
+    missing = [name for name in needs if not callable(getattr(tokenizer, name, None))]
+    if missing:
+        if component == "semantic_tokenizer":
+            raise CadenzaError(f"{what} {resolved.entry.name!r} has no features(audio, sample_rate) method, "
+                               "so fit-kmeans cannot fit its codebook")
+        raise CadenzaError(f"{what} {resolved.entry.name!r} has no {', '.join(missing)} method"
+                           f"{'s' if len(missing) > 1 else ''}, so fit-kmeans cannot fit its codebooks "
+                           "(spectral-codec can)")
     return resolved, tokenizer
+
+
+def _component(args: Any) -> str:
+    return getattr(args, "component", None) or "semantic_tokenizer"
+
+
+def data_files(data: Path) -> list[Path]:
+    """The audio files of ``--data``: a folder (recursive) or a ``.jsonl``/``.csv`` manifest."""
+    if data.is_dir():
+        files = audio_files(data)
+        if not files:
+            raise InputError(f"{data}: no audio files found (searched recursively for formats soundfile reads)")
+        return files
+    if data.is_file() and data.suffix.lower() in (".jsonl", ".csv"):
+        from cadenza.core.data_sources import list_items
+
+        files = [item.path for item in list_items(data)]
+        if not files:
+            raise InputError(f"{data}: the manifest lists no audio")
+        return files
+    raise InputError(f"--data {data}: not a folder or a .jsonl/.csv manifest")
+
+
+def fit_residual(frames: Any, num_codebooks: int, k: int, *, batch_size: int, epochs: int, seed: int,
+                 progress: Any = None) -> Any:
+    """Residual-VQ codebooks ``[num_codebooks, k, D]`` for ``frames`` ``[N, D]`` by k-means, one at a time.
+
+    Codebook ``q`` is fitted (seed ``seed + q``) on the residual the codebooks before it leave,
+    then every frame's nearest codeword is subtracted: the same greedy encoding the codec uses.
+    Each codebook starts from ``k`` frames drawn at random rather than k-means++ seeding: that
+    seeding takes ``k`` sequential passes, which for 8 codebooks of 1024 took minutes of CPU and
+    dominated the fit, while mini-batch updates and dead-codeword re-seeding do the spreading.
+    """
+    import torch
+
+    from cadenza.core.kmeans import assign, fit_kmeans
+
+    residual, books = frames.float().clone(), []
+    gen = torch.Generator().manual_seed(seed)
+    for q in range(num_codebooks):
+        pick = torch.randint(len(residual), (k,), generator=gen) if len(residual) < k else \
+            torch.randperm(len(residual), generator=gen)[:k]
+        book = fit_kmeans(residual, k, batch_size=batch_size, epochs=epochs, seed=seed + q,
+                          init=residual[pick.to(residual.device)], progress=progress)
+        residual -= book[assign(residual, book)]
+        books.append(book)
+    return torch.stack(books)
 
 
 def _extract(tokenizer: Any, files: list[Path], reservoir: Reservoir, quiet: bool) -> list[Path]:
@@ -146,11 +216,7 @@ def _usage(resolved: Any, tokenizer: Any, centroids: Any, out: Path, spec: str) 
 def run(args: Any) -> int:
     _check_args(args)
     data, out = Path(args.data), Path(args.out)
-    if not data.is_dir():
-        raise InputError(f"--data {data}: not a folder")
-    files = audio_files(data)
-    if not files:
-        raise InputError(f"{data}: no audio files found (searched recursively for formats soundfile reads)")
+    files = data_files(data)
     resolved, tokenizer = _build_tokenizer(args)
     quiet = bool(getattr(args, "quiet", False))  # progress bars also stay off when stderr is not a terminal
 
@@ -166,6 +232,8 @@ def run(args: Any) -> int:
         " (" + ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "") + ")" if skipped else "")
     if reservoir.seen == 0:
         raise InputError(f"{data}: no usable audio: {read} files read, {skip_note}")
+    if _component(args) == "tokenizer":
+        return _fit_codec(args, resolved, tokenizer, reservoir, read, skip_note)
     k = args.clusters or resolved.info.vocab_size
     frames = reservoir.rows.to(args.device)
     with tqdm_bar(args.epochs * len(frames), "k-means", quiet) as bar:
@@ -183,6 +251,27 @@ def run(args: Any) -> int:
     if len(frames) < k:
         print(f"note: fewer frames ({len(frames)}) than clusters ({k}): some centroids are duplicates", file=sys.stderr)
     print(_usage(resolved, tokenizer, centroids, out, args.pipeline))
+    return 0
+
+
+def _fit_codec(args: Any, resolved: Any, codec: Any, reservoir: Reservoir, read: int, skip_note: str) -> int:
+    """Fit the codec's residual codebooks on the sampled frames and write its weights file."""
+    out = Path(args.out)
+    # The spec's params (built with random codebooks), not the sizes of the weights it names.
+    k = args.clusters or codec.info.codebook_size
+    q = getattr(args, "codebooks", None) or codec.info.num_codebooks
+    frames = reservoir.rows.to(args.device)
+    with tqdm_bar(q * args.epochs * len(frames), "k-means", bool(getattr(args, "quiet", False))) as bar:
+        books = fit_residual(frames, q, k, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+                             progress=bar.update).cpu().contiguous()
+    metadata = {"frames": str(len(frames)), "frames_seen": str(reservoir.seen), "files": str(read),
+                "seed": str(args.seed), "epochs": str(args.epochs)}
+    codec.with_codebooks(books).save_pretrained(out, **metadata)
+    print(f"fit-kmeans: {read} files read, {skip_note}; {reservoir.seen} frames, {len(frames)} used; "
+          f"{q} residual codebooks of {k} x {books.shape[2]} -> {out}")
+    if len(frames) < k:
+        print(f"note: fewer frames ({len(frames)}) than clusters ({k}): some codewords are duplicates", file=sys.stderr)
+    print(f"use it: in the tokenizer ({resolved.entry.name}) of {args.pipeline}, set weights: {out.resolve()}")
     return 0
 
 

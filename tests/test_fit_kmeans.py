@@ -1,5 +1,8 @@
 """`cadenza fit-kmeans` end to end on real clips, its one-line errors, and its frame sampler."""
 
+import itertools
+import json
+import os
 import types
 
 import attrs
@@ -172,3 +175,39 @@ def test_reservoir_is_a_bounded_seeded_uniform_sample():
     small = Reservoir(100, 0)
     small.add(torch.ones(10, 3))
     assert small.rows.shape == (10, 3) and small.seen == 10
+
+
+def test_manifest_as_data(cli, clips, write_spec, tmp_path):
+    """A .jsonl manifest (paths relative to it) selects files, e.g. a corpus's train split."""
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": os.path.relpath(p, tmp_path)}) + "\n"
+                                for p in (clips / "a.wav", clips / "nested" / "c.flac")))
+    out = tmp_path / "c.safetensors"
+    code, stdout, stderr = cli("fit-kmeans", "-p", write_spec(spec_text()), "--data", manifest, "-o", out,
+                               "--clusters", "4", "--epochs", "2")
+    assert code == 0, stderr
+    assert "2 files read, 0 skipped" in stdout
+    with safe_open(str(out), framework="pt") as handle:
+        assert 95 <= int(handle.metadata()["frames"]) <= 100  # 2 s at 50 Hz
+
+
+def test_codec_needs_fittable_codebooks(cli, clips, write_spec, tmp_path):
+    code, _, stderr = cli("fit-kmeans", "-p", write_spec(spec_text()), "--component", "tokenizer",
+                          "--data", clips, "-o", tmp_path / "o.safetensors")
+    assert code == 1 and "tokenizer 'tiny-codec' has no features, with_codebooks methods" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "o.safetensors").exists()
+
+
+def test_fit_residual_each_codebook_reduces_the_error():
+    from cadenza.core.cli_fit_kmeans import fit_residual
+    from cadenza.core.kmeans import assign
+
+    points = torch.randn(2000, 6, generator=torch.Generator().manual_seed(0)) * torch.tensor([4, 3, 2, 1, 1, 1.0])
+    books = fit_residual(points, 3, 16, batch_size=512, epochs=4, seed=0)
+    assert books.shape == (3, 16, 6) and torch.equal(books, fit_residual(points, 3, 16, batch_size=512, epochs=4,
+                                                                          seed=0))
+    residual, errors = points.clone(), [points.pow(2).sum(-1).mean()]
+    for book in books:
+        residual -= book[assign(residual, book)]
+        errors.append(residual.pow(2).sum(-1).mean())
+    assert all(later < 0.8 * earlier for earlier, later in itertools.pairwise(errors)), errors

@@ -24,3 +24,13 @@ def test_presets_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "presets/*.yaml" in config["package-data"]["cadenza.plugins"]
     assert list((ROOT / "plugins" / "presets").glob("*.yaml"))
+
+
+def test_shipped_weights_are_package_data():
+    """Every file under plugins/weights (codebooks, classifier, default pipeline) is in the wheel."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cadenza.plugins"]
+    files = [p.relative_to(ROOT / "plugins").as_posix() for p in (ROOT / "plugins" / "weights").rglob("*") if p.is_file()]
+    assert files and not [f for f in files if not any(fnmatch(f, pattern) and f.count("/") == pattern.count("/")
+                                                       for pattern in patterns)]

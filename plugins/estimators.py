@@ -1,10 +1,12 @@
-"""Attribute estimators: measure the ``cadenza corpus`` attributes in any audio (numpy/scipy only).
+"""Attribute estimators: measure the ``cadenza corpus`` attributes in any audio.
 
 The metrics registered by :mod:`cadenza.plugins.estimators_plugin` are built here
-(:func:`build_tempo`, ... :func:`build_attributes`). Every estimator works on mono float64
-samples at :data:`RATE` through one :class:`Analysis` (which caches the spectra the
-estimators share) and returns a dict of measured numbers and labels. No trained model is
-involved: these are classical estimators; the few decision constants were calibrated on a
+(:func:`build_instrument`, :func:`build_tempo`, ... :func:`build_attributes`). Every classical
+estimator works on mono float64 samples at :data:`RATE` through one :class:`Analysis` (which
+caches the spectra the estimators share) and returns a dict of measured numbers and labels.
+Only the instrument family comes from a trained model (the small CNN of
+:mod:`cadenza.plugins.instrument_classifier`, torch imported only when it is used); the rest
+are classical estimators (numpy/scipy) whose few decision constants were calibrated on a
 rendered *calibration* corpus (``cadenza corpus --n 240 --seconds 5 --seed 1``, FluidR3_GM),
 so the accuracy measured on another seed (``benchmarks/estimator_accuracy.py``, seed 123) is
 an honest ceiling for scoring a generator against its prompt.
@@ -30,6 +32,11 @@ an honest ceiling for scoring a generator against its prompt.
 * **drums** - median-filter harmonic/percussive separation (Fitzgerald 2010); the share of
   the clip's energy that is percussive and above 8 kHz (hi-hats, cymbals, shakers, snare
   noise; 5 kHz for audio sampled below 20 kHz) -> drums yes/none at a calibrated threshold.
+
+* **instrument** - the lead family (one of the corpus's 16) and its probability from the
+  classifier (trained by ``cadenza train --stage instrument`` on rendered corpora of other
+  seeds, with two SoundFonts). In ``attributes``, when no instrument is given, the register is judged within the
+  predicted family's range.
 
 Silence (or audio too short or too quiet to measure) gives NaN numbers and the label ``"unknown"``.
 """
@@ -110,9 +117,9 @@ def rms_dbfs(y: np.ndarray) -> float:
     return 20.0 * math.log10(r) if r > 0 else -math.inf
 
 
-def is_silent(y: np.ndarray) -> bool:
+def is_silent(y: np.ndarray, rate: int = RATE) -> bool:
     """Too short, not finite, or quieter than :data:`SILENCE_DBFS`: nothing to measure."""
-    return y.size < MIN_SECONDS * RATE or not np.all(np.isfinite(y)) or rms_dbfs(y) < SILENCE_DBFS
+    return y.size < MIN_SECONDS * rate or not np.all(np.isfinite(y)) or rms_dbfs(y) < SILENCE_DBFS
 
 
 # --------------------------------------------------------------------------- shared analysis
@@ -557,6 +564,50 @@ def estimate_drums(a: Analysis, threshold: float = DRUM_THRESHOLD,
     return {"drum_score": score, "drums": "yes" if score >= threshold else "none"}
 
 
+# --------------------------------------------------------------------------- instrument family
+
+NO_INSTRUMENT = {"instrument": UNKNOWN, "instrument_confidence": math.nan}
+
+
+class InstrumentModel:
+    """The classifier of a ``weights`` source, read once and kept.
+
+    A missing file is reported (one line naming it) when the metric is built; with ``lazy``
+    (the ``attributes`` metric, which many callers use without the instrument) the file is read,
+    and a corrupt one reported, on first use, so building stays cheap.
+    """
+
+    def __init__(self, weights: str, lazy: bool = False):
+        from cadenza.core.errors import WeightsError
+        from cadenza.plugins.instrument_classifier import PACKAGED, resolve_weights
+
+        self.path = resolve_weights(weights)
+        if not self.path.is_file():
+            what = " (the packaged instrument classifier: reinstall Cadenza)" if self.path == PACKAGED else ""
+            raise WeightsError(f"{self.path}{what}: no such instrument-classifier weights file")
+        self._model = None
+        if not lazy:
+            self.model  # noqa: B018 - read (and check) the file now
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from cadenza.plugins.instrument_classifier import load_classifier
+
+            self._model = load_classifier(self.path)
+        return self._model
+
+    def __call__(self, x: np.ndarray, rate: int) -> dict[str, Any]:
+        """``{"instrument", "instrument_confidence"}`` of ``[C, S]`` at ``rate``; silence -> unknown / NaN."""
+        from cadenza.plugins.instrument_classifier import classify
+
+        mono = np.asarray(x, dtype=np.float64)
+        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
+        if is_silent(mono, rate):
+            return dict(NO_INSTRUMENT)
+        return classify(self.model, mono.astype(np.float32), rate)
+
+
 # --------------------------------------------------------------------------- metrics
 
 def _per_item(value: Any, index: int, batch: int) -> Any:
@@ -591,6 +642,11 @@ class EstimatorMetric:
         return {k: [r[k] for r in results] for k in results[0]} if results else {}
 
 
+def _instrument(config: Any) -> Callable[..., dict[str, Any]]:
+    model = InstrumentModel(config.weights)
+    return lambda x, rate, inputs: model(x, rate)
+
+
 def _tempo(config: Any) -> Callable[..., dict[str, Any]]:
     return lambda x, rate, inputs: estimate_tempo(Analysis.of(x, rate))
 
@@ -616,14 +672,24 @@ def _drums(config: Any) -> Callable[..., dict[str, Any]]:
 
 
 def _attributes(config: Any) -> Callable[..., dict[str, Any]]:
+    classifier = InstrumentModel(config.instrument_weights, lazy=True) if config.classify_instrument else None
+
     def run(x: np.ndarray, rate: int, inputs: dict[str, Any]) -> dict[str, Any]:
         a = Analysis.of(x, rate)
+        heard = classifier(x, rate) if classifier is not None else {}
         instrument = inputs.get("instrument", config.instrument)
-        return {**estimate_tempo(a), **estimate_key(a, config.profiles, config.opening_weight),
+        if instrument is None and heard.get("instrument", UNKNOWN) != UNKNOWN:
+            instrument = heard["instrument"]  # the register is relative to the family's range
+        return {**heard, **estimate_tempo(a), **estimate_key(a, config.profiles, config.opening_weight),
                 **estimate_register(a, instrument, (config.low_mid, config.mid_high)),
-                **estimate_loudness(x, rate, config.threshold_lufs), **estimate_drums(a, config.drum_threshold, config.drum_narrow_threshold)}
+                **estimate_loudness(x, rate, config.threshold_lufs),
+                **estimate_drums(a, config.drum_threshold, config.drum_narrow_threshold)}
 
     return run
+
+
+def build_instrument(config: Any, context: Any = None) -> EstimatorMetric:
+    return EstimatorMetric(config, _instrument(config))
 
 
 def build_tempo(config: Any, context: Any = None) -> EstimatorMetric:

@@ -1,9 +1,11 @@
-"""Attribute estimators as metrics: tempo, key, register, loudness, drums, and all of them at once.
+"""Attribute estimators as metrics: instrument, tempo, key, register, loudness, drums, and all of them at once.
 
 They measure in any audio the attributes ``cadenza corpus`` labels its clips with, so generated
-audio can be checked against what its prompt asked for (instrument family excepted: that
-needs a trained classifier). This module only registers them and must not import numpy or
-torch (discovery stays light); the estimators live in :mod:`cadenza.plugins.estimators`.
+audio can be checked against what its prompt asked for. The instrument family comes from a
+small trained classifier (:mod:`cadenza.plugins.instrument_classifier`, weights shipped with
+Cadenza); the others are classical estimators. This module only registers them and must not
+import numpy or torch (discovery stays light); the estimators live in
+:mod:`cadenza.plugins.estimators`.
 
 Every metric is called as ``metric(audio, sample_rate=..., **inputs)`` with ``audio``
 ``[C, S]`` (one value per name) or ``[B, C, S]`` (a list of ``B`` values per name); silence
@@ -36,6 +38,24 @@ def _above_low_mid(instance, attribute, value) -> None:
 
 def _sample_rate():
     return attrs.field(default=24000, validator=at_least(1))
+
+
+def _weights_source(instance, attribute, value) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name} must be 'packaged' or the path of a weights file, got {value!r}")
+
+
+def _weights():
+    return attrs.field(default="packaged", validator=[attrs.validators.instance_of(str), _weights_source])
+
+
+@attrs.frozen
+class InstrumentConfig:
+    """Lead instrument family (16 corpus families) from the trained classifier; ``weights``: "packaged"
+    (the file shipped with Cadenza) or the path of one ``cadenza train --stage instrument`` exported."""
+
+    sample_rate: int = _sample_rate()
+    weights: str = _weights()
 
 
 @attrs.frozen
@@ -85,10 +105,17 @@ class DrumsConfig:
 
 @attrs.frozen
 class AttributesConfig:
-    """Every estimator at once (one shared analysis); the fields are those of the single metrics."""
+    """Every estimator at once (one shared analysis); the fields are those of the single metrics.
+
+    ``classify_instrument: false`` leaves the instrument classifier out (no torch, no weights).
+    When it is on and a call names no instrument (nor does ``instrument``), the register is
+    judged within the range of the family the classifier hears.
+    """
 
     sample_rate: int = _sample_rate()
     instrument: str | None = None
+    classify_instrument: bool = True
+    instrument_weights: str = _weights()
     profiles: Literal["albrecht-shanahan", "krumhansl", "temperley"] = attrs.field(
         default="albrecht-shanahan", validator=attrs.validators.in_(PROFILES))
     opening_weight: float = attrs.field(default=0.35, validator=_finite)
@@ -101,6 +128,8 @@ class AttributesConfig:
 
 @hookimpl
 def register_metrics(register):
+    register("instrument", f"{_IMPL}:build_instrument", config=InstrumentConfig,
+             description="instrument (lead family, one of 16) and instrument_confidence from a small trained CNN")
     register("tempo", f"{_IMPL}:build_tempo", config=TempoConfig,
              description="bpm and tempo_class (slow/medium/fast) from onset autocorrelation")
     register("key", f"{_IMPL}:build_key", config=KeyConfig,
@@ -112,4 +141,4 @@ def register_metrics(register):
     register("drums", f"{_IMPL}:build_drums", config=DrumsConfig,
              description="drum_score (high-band percussive energy) and drums (yes/none)")
     register("attributes", f"{_IMPL}:build_attributes", config=AttributesConfig,
-             description="every corpus attribute but the instrument: tempo, key, mode, register, dynamics, drums")
+             description="every corpus attribute at once: instrument, tempo, key, mode, register, dynamics, drums")

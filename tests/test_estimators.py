@@ -23,7 +23,7 @@ from cadenza.core.corpus import Settings, build
 from cadenza.core.corpus_render import Renderer, RenderToolError
 
 SR = 24000
-NAMES = ("attributes", "drums", "key", "loudness", "register", "tempo")
+NAMES = ("attributes", "drums", "instrument", "key", "loudness", "register", "tempo")
 
 
 def metric(registry, name, **params):

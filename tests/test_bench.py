@@ -178,7 +178,7 @@ def test_bench_runs_writes_results_and_plots_and_resumes_after_a_kill(matrix_fil
         assert row["status"] == "ok", row
         assert row["stages"] == ["semantic", "coarse", "fine", "decode"]
         assert row["rtf"] > 0 and row["audio_s"] == 0.5 and row["tokens_per_s_total"] > 0
-        assert row["peak_rss_mb"] > row["rss_start_mb"] > 0 and row["threads"] == 1
+        assert row["peak_rss_mb"] >= row["rss_start_mb"] > 0 and row["threads"] == 1
         assert row["parameters_total"] == sum(row["parameters"].values()) > 0
         assert math.isfinite(row["metrics"]["codec.mel_distance"]) and "loudness_lufs" in row["metrics"]
         assert "mel_distance" not in row["metrics"]  # fidelity is scored on the codec round trip only

@@ -29,7 +29,7 @@ COMMANDS = {
     "bench": ("cadenza.core.cli_bench", "run"),
 }
 KINDS = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric", "melody_source")
-DEFAULT_PIPELINE = "tiny-random"
+DEFAULT_PIPELINE = "default"
 
 
 def _version() -> str:

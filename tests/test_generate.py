@@ -129,7 +129,7 @@ def test_same_seed_gives_the_same_file(cli, tiny_spec, tmp_path):
     (["", "-s", "1"], "prompt 1 is empty"),
     (["x", "-s", "-2"], "positive number of seconds"),
     (["x", "--seed", "-1"], "--seed must be >= 0"),
-    (["x", "-p", "no-such-preset"], "no such spec file or pipeline preset (presets: tiny-musicgen, tiny-random)"),
+    (["x", "-p", "no-such-preset"], "no such spec file or pipeline preset (presets: default, tiny-musicgen, tiny-random)"),
     (["x", "-o", "{tmp}/out.mp3"], "unsupported audio format '.mp3'"),
 ])
 def test_generate_command_bad_input(cli, tmp_path, args, message):
@@ -161,6 +161,12 @@ def test_invalid_spec_lists_problems_without_traceback(cli, write_spec, tmp_path
     assert code == 2 and stderr.strip() == f"{bad}:4: unknown stage model 'transformr'; available: transformer"
 
 
-def test_default_pipeline_runs_and_says_it_is_random(cli, tmp_path):
-    code, _, stderr = cli("generate", "a slow, dark cello drone", "-s", "0.3", "-o", tmp_path / "d.wav")
+def test_random_pipeline_says_it_is_random(cli, tmp_path):
+    code, _, stderr = cli("generate", "a slow, dark cello drone", "-p", "tiny-random", "-s", "0.3", "-o", tmp_path / "d.wav")
     assert code == 0 and "pipeline 'tiny-random' runs with random, untrained weights" in stderr
+
+
+@pytest.mark.slow
+def test_default_pipeline_is_trained_and_says_nothing_about_noise(cli, tmp_path):
+    code, _, stderr = cli("generate", "a slow, dark cello drone", "-s", "1", "-o", tmp_path / "d.wav")
+    assert code == 0 and "random" not in stderr and (tmp_path / "d.wav").exists()

@@ -31,3 +31,12 @@ def test_corpus_speed_quick(tmp_path):
                    check=True, capture_output=True, text=True)
     result = json.loads((tmp_path / "corpus_speed.json").read_text())
     assert result["clips"] == 8 and result["clips_per_second"] > 0
+
+
+def test_longform_stability_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "longform_stability.py"), "--pipeline", "tiny-random",
+                    "--seconds", "3", "--segment", "1", "--out-dir", str(tmp_path)], check=True, capture_output=True,
+                   text=True)
+    result = json.loads((tmp_path / "longform_stability.json").read_text())
+    assert len(result["segments"]) == 3 and set(result["agreement"]) == {"tempo_class", "key", "mode"}
+    assert 0 < result["agreement"]["key"]["share"] <= 1

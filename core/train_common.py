@@ -23,6 +23,33 @@ if TYPE_CHECKING:
 
 # -- data -----------------------------------------------------------------------------------------
 
+def check_schedule_args(args: Any, every_low: int = 1) -> None:
+    """One line for the first ``cadenza train`` schedule argument out of range (every trainer's).
+
+    ``every_low``: the least ``--valid-every`` / ``--checkpoint-every`` the trainer accepts (MuLan
+    takes 0 for "never").
+    """
+    checks = [
+        (args.steps >= 1, f"--steps must be >= 1, got {args.steps}"),
+        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.grad_accum >= 1, f"--grad-accum must be >= 1, got {args.grad_accum}"),
+        (args.lr > 0 and math.isfinite(args.lr), f"--lr must be a positive number, got {args.lr}"),
+        (args.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {args.warmup_steps}"),
+        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
+        (args.clip_grad >= 0, f"--clip-grad must be >= 0 (0 turns clipping off), got {args.clip_grad}"),
+        (0 <= args.ema_decay < 1, f"--ema-decay must be in [0, 1) (0 turns the EMA off), got {args.ema_decay}"),
+        (args.seconds is None or (args.seconds > 0 and math.isfinite(args.seconds)),
+         f"--seconds must be positive, got {args.seconds}"),
+        (args.valid_every >= every_low, f"--valid-every must be >= {every_low}, got {args.valid_every}"),
+        (args.checkpoint_every >= every_low, f"--checkpoint-every must be >= {every_low}, got {args.checkpoint_every}"),
+        (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
+        (args.seed >= 0, f"--seed must be >= 0, got {args.seed}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+
+
 def read_crop(clip: Any, rate: int, samples: int, rng: Any = None) -> "torch.Tensor":
     """A mono ``[samples]`` crop of ``clip`` (anything with ``path``, ``frames`` and ``rate``, as read
     from the file's header) at ``rate``: random when ``rng`` (a numpy Generator) is given, else the

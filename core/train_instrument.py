@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shlex
 import sys
@@ -62,6 +61,7 @@ from cadenza.core.train_common import (
     TRAIN_STREAM,
     Ema,
     GlobalBatches,
+    check_schedule_args,
     crop_rng,
     load_state,
     param_groups,
@@ -254,21 +254,7 @@ def check_args(args: Any) -> None:
     if not getattr(args, "data", None):
         raise InputError("--stage instrument needs --data: a `cadenza corpus` folder or a manifest with 'audio' and "
                          "'instrument' fields")
-    checks = [("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1), ("--grad-accum", args.grad_accum, 1),
-              ("--warmup-steps", args.warmup_steps, 0), ("--valid-every", args.valid_every, 1),
-              ("--checkpoint-every", args.checkpoint_every, 1), ("--num-workers", args.num_workers, 0),
-              ("--seed", args.seed, 0)]
-    for flag, value, low in checks:
-        if value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
-    if not (args.lr > 0 and math.isfinite(args.lr)):
-        raise InputError(f"--lr must be a positive number, got {args.lr}")
-    if args.weight_decay < 0 or args.clip_grad < 0:
-        raise InputError("--weight-decay and --clip-grad must be >= 0")
-    if not 0 <= args.ema_decay < 1:
-        raise InputError(f"--ema-decay must be in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
-    if args.seconds is not None and not (args.seconds > 0 and math.isfinite(args.seconds)):
-        raise InputError(f"--seconds must be > 0, got {args.seconds}")
+    check_schedule_args(args)
 
 
 def run_args(args: Any) -> dict[str, Any]:

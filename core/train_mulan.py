@@ -72,6 +72,7 @@ from cadenza.core.train_common import (
     TRAIN_STREAM,
     Ema,
     GlobalBatches,
+    check_schedule_args,
     crop_rng,
     load_state,
     param_groups,
@@ -338,21 +339,7 @@ def evaluate(mulan: Any, dataset: ClipDataset, batch_size: int, device: Any) -> 
 def _check_args(args: Any) -> None:
     if not getattr(args, "data", None):
         raise InputError("--stage mulan needs --data: a .jsonl/.csv manifest of audio paths with captions")
-    checks = [("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1), ("--grad-accum", args.grad_accum, 1),
-              ("--warmup-steps", args.warmup_steps, 0), ("--valid-every", args.valid_every, 0),
-              ("--checkpoint-every", args.checkpoint_every, 0), ("--num-workers", args.num_workers, 0),
-              ("--seed", args.seed, 0)]
-    for flag, value, low in checks:
-        if value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
-    if not args.lr > 0:
-        raise InputError(f"--lr must be > 0, got {args.lr}")
-    if args.weight_decay < 0 or args.clip_grad < 0:
-        raise InputError("--weight-decay and --clip-grad must be >= 0")
-    if not 0 <= args.ema_decay < 1:
-        raise InputError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
-    if args.seconds is not None and not args.seconds > 0:
-        raise InputError(f"--seconds must be > 0, got {args.seconds}")
+    check_schedule_args(args, every_low=0)
 
 
 def build_mulan(pipeline_source: str, registry: Any = None) -> tuple[Any, Any]:

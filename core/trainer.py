@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -70,6 +69,7 @@ from cadenza.core.run_checkpoints import (
 )
 from cadenza.core.run_checkpoints import LATEST as LATEST  # re-exported for callers
 from cadenza.core.schedule import lr_factor
+from cadenza.core.train_common import check_schedule_args
 
 EXPORT = "export"
 RUN_FILE = "run.json"
@@ -87,25 +87,8 @@ StepHook = Callable[[int, dict[str, Any]], None]
 # ---- arguments and what they select ----------------------------------------------------------
 
 def check_args(args: argparse.Namespace) -> None:
-    """One line for the first argument out of range."""
-    checks = [
-        (args.steps >= 1, f"--steps must be >= 1, got {args.steps}"),
-        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (args.grad_accum >= 1, f"--grad-accum must be >= 1, got {args.grad_accum}"),
-        (args.lr > 0 and math.isfinite(args.lr), f"--lr must be a positive number, got {args.lr}"),
-        (args.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {args.warmup_steps}"),
-        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
-        (args.clip_grad >= 0, f"--clip-grad must be >= 0 (0 turns clipping off), got {args.clip_grad}"),
-        (0 <= args.ema_decay < 1, f"--ema-decay must be in [0, 1) (0 turns the EMA off), got {args.ema_decay}"),
-        (args.seconds is None or args.seconds > 0, f"--seconds must be positive, got {args.seconds}"),
-        (args.valid_every >= 1, f"--valid-every must be >= 1, got {args.valid_every}"),
-        (args.checkpoint_every >= 1, f"--checkpoint-every must be >= 1, got {args.checkpoint_every}"),
-        (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
-        (args.seed >= 0, f"--seed must be >= 0, got {args.seed}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise InputError(message)
+    """One line for the first argument out of range, or a missing cache."""
+    check_schedule_args(args)
     if not args.cache:
         raise InputError("--cache is required to train a stage: a token cache written by `cadenza prepare`")
 

@@ -19,7 +19,6 @@ files exist and builds no model at all when nothing is left to do.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import attrs
 
 from cadenza.core.errors import CadenzaError, InputError
+from cadenza.core.json_lines import parse_object, read_lines
 
 KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "name")
 
@@ -59,12 +59,7 @@ def _number(value: Any) -> bool:
 
 def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> Job:
     """One JSONL line -> a :class:`Job`; a problem is a ValueError with the message."""
-    try:
-        item = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(item, dict):
-        raise ValueError('expected a JSON object such as {"prompt": "a calm harp"}')
+    item = parse_object(text, 'expected a JSON object such as {"prompt": "a calm harp"}')
     unknown = sorted(set(item) - set(KEYS))
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
@@ -106,27 +101,9 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
 
 def read_jobs(path: Path, defaults: dict[str, Any]) -> tuple[list[Job], list[str]]:
     """The valid jobs of a JSONL file and one ``FILE:LINE: message`` per bad line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: prompts file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the prompts file ({exc})") from None
-    jobs: list[Job] = []
-    problems: list[str] = []
-    names: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            job = parse_line(raw, number, path.parent, defaults)
-            if job.name in names:
-                raise ValueError(f"name {job.name!r} is already used by line {names[job.name]}")
-        except ValueError as exc:
-            problems.append(f"{path}:{number}: {exc}")
-            continue
-        names[job.name] = number
-        jobs.append(job)
+    jobs, problems = read_lines(path, lambda text, number: parse_line(text, number, path.parent, defaults),
+                                name_of=lambda job: job.name,
+                                repeated=lambda name, line: f"name {name!r} is already used by line {line}")
     if not jobs and not problems:
         raise InputError(f"{path}: no prompts (expected one JSON object per line)")
     return jobs, problems

@@ -32,6 +32,7 @@ import attrs
 
 from cadenza.core.atomic import write_text
 from cadenza.core.errors import InputError
+from cadenza.core.json_lines import parse_object, read_lines
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 # Uniform chance of matching by guessing: 1 / number of values each attribute can take.
@@ -72,12 +73,7 @@ def groups_of(record: dict[str, Any]) -> tuple[str, ...]:
 
 def parse_line(text: str, line: int, folder: Path) -> LabelledPrompt:
     """One JSONL line -> a :class:`LabelledPrompt`; a problem is a ValueError with the message."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError("each line must be a JSON object")
+    record = parse_object(text, "each line must be a JSON object")
     prompt = record.get("caption", record.get("prompt"))
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("needs a non-empty 'caption' or 'prompt' string")
@@ -97,27 +93,9 @@ def parse_line(text: str, line: int, folder: Path) -> LabelledPrompt:
 
 def read_prompts(path: Path, limit: int | None = None) -> tuple[list[LabelledPrompt], list[str]]:
     """The usable lines (the first ``limit``) and one ``FILE:LINE: message`` per bad line."""
-    if not path.is_file():
-        raise InputError(f"{path}: prompts file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"{path}: cannot read the prompts file ({exc})") from None
-    prompts, problems, names = [], [], set()
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        if limit is not None and len(prompts) >= limit:
-            break
-        try:
-            item = parse_line(text, number, path.parent)
-            if item.name in names:
-                raise ValueError(f"id {item.name!r} repeats an earlier line's")
-        except ValueError as exc:
-            problems.append(f"{path}:{number}: {exc}")
-            continue
-        names.add(item.name)
-        prompts.append(item)
+    prompts, problems = read_lines(path, lambda text, number: parse_line(text, number, path.parent),
+                                   name_of=lambda prompt: prompt.name,
+                                   repeated=lambda name, line: f"id {name!r} repeats an earlier line's", limit=limit)
     if not prompts:
         raise InputError(f"{path}: no usable prompt lines" + (f" ({len(problems)} bad)" if problems else ""))
     return prompts, problems

@@ -84,3 +84,24 @@ def real_audio():
         return audio[None], sr
 
     return load
+
+
+@pytest.fixture(scope="session")
+def render_corpus(tmp_path_factory):
+    """render_corpus(n, seconds, seed) -> the folder of a freshly rendered ``cadenza corpus``.
+
+    FluidSynth and a SoundFont are installed by setup.sh, so their absence fails the test.
+    """
+    from cadenza.core.corpus import Settings, build
+    from cadenza.core.corpus_render import Renderer, RenderToolError
+
+    def render(n: int, seconds: float, seed: int) -> Path:
+        try:
+            Renderer.find()
+        except RenderToolError as exc:
+            pytest.fail(f"{exc} (setup.sh installs them)")
+        out = tmp_path_factory.mktemp(f"corpus-seed{seed}") / "corpus"
+        build(out, n, Settings(seed=seed, seconds=seconds), workers=2, progress=False)
+        return out
+
+    return render

@@ -19,8 +19,6 @@ import sys
 import numpy as np
 import pytest
 
-from cadenza.core.corpus import Settings, build
-from cadenza.core.corpus_render import Renderer, RenderToolError
 
 SR = 24000
 NAMES = ("attributes", "drums", "instrument", "key", "loudness", "register", "tempo")
@@ -187,18 +185,13 @@ def test_batches_give_lists_and_take_per_clip_inputs(registry):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(render_corpus):
     """20 clips x 4 s, seed 2, with every attribute estimated once (all in about 10 s)."""
     from cadenza.core.audio import load_audio
     from cadenza.plugins.estimators import build_attributes, build_register
     from cadenza.plugins.estimators_plugin import AttributesConfig, RegisterConfig
 
-    try:
-        Renderer.find()
-    except RenderToolError as exc:
-        pytest.fail(f"{exc} (setup.sh installs them)")
-    out = tmp_path_factory.mktemp("estimators") / "corpus"
-    build(out, 20, Settings(seed=2, seconds=4.0), workers=2, progress=False)
+    out = render_corpus(20, 4.0, seed=2)
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     everything, blind = build_attributes(AttributesConfig()), build_register(RegisterConfig())
     rows = []

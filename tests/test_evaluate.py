@@ -12,17 +12,8 @@ from cadenza.core.evaluate import (HELD_OUT_COMBINATION, LabelledPrompt, clip_na
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    from cadenza.core.corpus import Settings, build
-    from cadenza.core.corpus_render import Renderer
-
-    try:
-        Renderer.find()
-    except Exception as exc:  # the renderer is installed by setup.sh
-        pytest.skip(f"FluidSynth is not available: {exc}")
-    out = tmp_path_factory.mktemp("evaluate") / "corpus"
-    build(out, 3, Settings(seed=4, seconds=2.0), workers=1, progress=False)
-    return out
+def corpus(render_corpus) -> Path:
+    return render_corpus(3, 2.0, seed=4)
 
 
 def _mtimes(folder: Path) -> dict[str, int]:

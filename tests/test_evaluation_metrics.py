@@ -134,20 +134,13 @@ def test_adherence_score_counts_matches_and_skips_unmeasured_attributes():
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(render_corpus):
     """Two rendered corpus clips with their manifest records."""
     import json
 
     from cadenza.core.audio import load_audio
-    from cadenza.core.corpus import Settings, build
-    from cadenza.core.corpus_render import Renderer
 
-    try:
-        Renderer.find()
-    except Exception as exc:  # the renderer is installed by setup.sh
-        pytest.skip(f"FluidSynth is not available: {exc}")
-    out = tmp_path_factory.mktemp("adherence") / "corpus"
-    build(out, 2, Settings(seed=5, seconds=4.0), workers=1, progress=False)
+    out = render_corpus(2, 4.0, seed=5)
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     return [(load_audio(out / r["audio"]), r) for r in records]
 

@@ -17,8 +17,6 @@ import torch
 
 from cadenza.core import train_instrument as ti
 from cadenza.core.cli import build_parser
-from cadenza.core.corpus import Settings, build
-from cadenza.core.corpus_render import Renderer, RenderToolError
 from cadenza.core.errors import InputError, WeightsError
 from cadenza.plugins import instrument_classifier as ic
 
@@ -34,14 +32,8 @@ def metric(registry, name, **params):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    try:
-        Renderer.find()
-    except RenderToolError as exc:
-        pytest.fail(f"{exc} (setup.sh installs them)")
-    out = tmp_path_factory.mktemp("instrument") / "corpus"
-    build(out, 24, Settings(seed=SEED, seconds=3.0), workers=2, progress=False)
-    return out
+def corpus(render_corpus) -> Path:
+    return render_corpus(24, 3.0, seed=SEED)
 
 
 def records(corpus: Path) -> list[dict]:

@@ -102,14 +102,15 @@ def build_module(make: Any, config: Any, context: Any, component: str,
     The one way every built-in component turns ``weights:`` into a module, offered to plugin
     authors too. Random init runs under a forked RNG seeded with ``config.seed``: the same seed
     gives the same weights and the caller's global RNG is left untouched. A checkpoint's own
-    ``config.json`` decides the architecture (the tensors were trained for that shape);
+    ``config.json`` decides the architecture (the tensors were trained for that shape; the
+    spec still picks the config class's ``USAGE_FIELDS``);
     ``check_saved(saved_config, path)`` may raise :class:`WeightsError` for further checks
     (a stage model compares the saved layout with the spec's). The module is returned in
     eval mode on ``context.device``.
     """
     import torch
 
-    from cadenza.core.params import ParamsError, structure_config
+    from cadenza.core.params import ParamsError, saved_config
 
     state = path = None
     if not context.weights.is_random:
@@ -118,7 +119,7 @@ def build_module(make: Any, config: Any, context: Any, component: str,
         if saved.get("component") != component:
             raise WeightsError(f"{path}: a checkpoint of {saved.get('component')!r}, not {component!r}")
         try:
-            config = structure_config(type(config), saved.get("config", {}))
+            config = saved_config(config, saved.get("config", {}))
         except ParamsError as exc:
             raise WeightsError(f"{path}: config.json does not fit {component!r}: {exc}") from None
         if check_saved is not None:

@@ -117,16 +117,26 @@ def unstructure_config(config: Any) -> dict[str, Any]:
     return converter.unstructure(config)
 
 
+def saved_config(config: Any, saved: dict[str, Any]) -> Any:
+    """A checkpoint's saved config, with the ``USAGE_FIELDS`` of the spec's ``config`` (see
+    :func:`config_for_weights`)."""
+    usage = {name: unstructure_config(config)[name] for name in getattr(type(config), "USAGE_FIELDS", ())}
+    return structure_config(type(config), {**saved, **usage})
+
+
 def config_for_weights(config: Any, weights: Any) -> Any:
     """The architecture to build: a local checkpoint's saved config, else the spec's ``config``.
 
     Local weights carry their own ``config.json`` (``{"component": ..., "config": {...}}``);
     its ``config`` is authoritative, because the tensors were trained for exactly that shape.
+    Fields a config class lists in ``USAGE_FIELDS`` say how the model is *used*, not what
+    shape it has (MuLan's ``output``: ids or a vector from the same tensors): those always come
+    from the spec, so one checkpoint serves either use.
     """
     saved = weights.read_config()
     if saved is None:
         return config
     try:
-        return structure_config(type(config), saved.get("config", {}))
+        return saved_config(config, saved.get("config", {}))
     except ParamsError as exc:
         raise ParamsError([((), f"config.json of weights {weights.source!r}: {exc}")]) from None

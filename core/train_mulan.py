@@ -9,6 +9,8 @@ this command trains, on the user's own audio and captions:
   (:mod:`cadenza.core.data_sources`). Items without a caption, and files libsndfile cannot read,
   are skipped and counted. An item's ``split`` field (``train``/``valid``) places it; otherwise
   :func:`~cadenza.core.data_sources.split_of` holds out a stable ``VALID_FRACTION`` of files.
+  A ``.jsonl`` line may list other wordings of its caption in ``alt_captions`` (the corpus
+  does): each training crop then gets one of all the wordings; validation uses ``caption``.
   Each example is a random crop of the model's ``clip_seconds`` (or ``--seconds``) read from
   the file (only that span is decoded), resampled to the model's rate and mixed to mono. The
   crop is seeded by ``(seed, epoch, index)``, so a run is reproducible and a resumed run reads
@@ -100,12 +102,21 @@ RESUME_KEYS = ("batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay",
 
 @attrs.frozen
 class Clip:
-    """A usable training pair: an audio file (its length and rate from the header) and its caption."""
+    """A usable training pair: an audio file (its length and rate from the header) and its caption,
+    plus other wordings of the same caption (``alt_captions``) that training draws from too."""
 
     path: Path
     caption: str
     frames: int
     rate: int
+    alternatives: tuple[str, ...] = ()
+
+    def caption_for(self, rng: Any) -> str:
+        """The caption a training crop gets: any of the wordings, drawn by the crop's generator."""
+        if not self.alternatives:
+            return self.caption
+        choice = int(rng.integers(len(self.alternatives) + 1))
+        return self.caption if choice == 0 else self.alternatives[choice - 1]
 
 
 @attrs.frozen
@@ -124,6 +135,15 @@ class DataReport:
             names = ", ".join(Path(p).name for p in self.unreadable[:3]) + (", ..." if len(self.unreadable) > 3 else "")
             parts.append(f"{len(self.unreadable)} skipped as unreadable or empty ({names})")
         return ", ".join(parts)
+
+
+def alternative_captions(item: Any) -> tuple[str, ...]:
+    """An item's ``alt_captions`` (a list of text in its manifest line; the corpus writes them):
+    more wordings of the caption, so the text tower learns the music, not one sentence pattern."""
+    alternatives = item.extras.get("alt_captions", [])
+    if not isinstance(alternatives, list) or not all(isinstance(a, str) for a in alternatives):
+        raise InputError(f"{item.path}: 'alt_captions' must be a list of text, got {alternatives!r}")
+    return tuple(a.strip() for a in alternatives if a.strip())
 
 
 def read_data(source: str | Path, valid_fraction: float = VALID_FRACTION) -> DataReport:
@@ -150,7 +170,7 @@ def read_data(source: str | Path, valid_fraction: float = VALID_FRACTION) -> Dat
         if info.frames <= 0 or info.samplerate <= 0:
             unreadable.append(str(item.path))
             continue
-        clip = Clip(item.path, caption, int(info.frames), int(info.samplerate))
+        clip = Clip(item.path, caption, int(info.frames), int(info.samplerate), alternative_captions(item))
         split = item.extras.get("split")
         if split not in ("train", "valid"):
             split = split_of(item, valid_fraction)
@@ -175,8 +195,10 @@ class ClipDataset:
     def __getitem__(self, key: tuple[int, int]) -> tuple["torch.Tensor", str]:
         epoch, index = key
         clip = self.clips[index]
-        rng = crop_rng(self.seed, self.stream, epoch, index) if epoch >= 0 else None
-        return read_crop(clip, self.rate, self.samples, rng), clip.caption
+        if epoch < 0:  # evaluation: the centre and the main caption
+            return read_crop(clip, self.rate, self.samples), clip.caption
+        rng = crop_rng(self.seed, self.stream, epoch, index)
+        return read_crop(clip, self.rate, self.samples, rng), clip.caption_for(rng)
 
 
 class Collate:

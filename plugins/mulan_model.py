@@ -25,6 +25,10 @@ needs far less paired data. With a checkpoint, every tensor comes from the check
 Training: ``logit_scale`` is the learnable temperature of the symmetric InfoNCE loss
 (:func:`contrastive_loss`); :meth:`Mulan.fit_quantizer` initialises the RVQ by k-means on a
 batch of embeddings. ``output: tokens`` returns the RVQ ids ``[B, num_quantizers]``.
+
+``music_features``: the audio tower also gets one row of tokens made from the ``music-features``
+DSP (:meth:`AudioTower.music_tokens`), whose chroma, onset and pitch blocks carry what a few
+coarse mel patches lose: the pitch classes (key, mode) and the pulse (tempo).
 """
 
 from __future__ import annotations
@@ -120,6 +124,15 @@ class AudioTower(nn.Module):
         self.encoder = _encoder(c.audio_dim, c.audio_heads, c.audio_layers)
         self.norm = nn.LayerNorm(c.audio_dim)
         self.proj = nn.Linear(c.audio_dim, c.dim)
+        if c.music_features:
+            from cadenza.plugins.music_features import FEATURE_DIM, MusicFeatures
+            from cadenza.plugins.music_features_plugin import MusicFeaturesConfig
+
+            self.music = MusicFeatures(MusicFeaturesConfig(sample_rate=c.sample_rate), centroids=False)
+            # one token per log-mel patch's duration (at least one feature frame)
+            self.music_group = max(1, round(c.patch_frames * c.hop_length / self.music.hop))
+            self.music_embed = nn.Linear(FEATURE_DIM * self.music_group, c.audio_dim)
+            self.music_row = nn.Parameter(torch.zeros(c.audio_dim))  # tells the feature row from mel rows
 
     @property
     def min_samples(self) -> int:
@@ -144,7 +157,20 @@ class AudioTower(nn.Module):
         x = self.patch(self.log_mel(wave)[:, None])  # [N, D, F', T']
         rows, cols = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + sincos_2d(rows, cols, x.shape[1], x.device)
+        if self.config.music_features:
+            x = torch.cat([x, self.music_tokens(wave)], dim=1)
         return self.norm(self.encoder(x)).mean(dim=1)
+
+    def music_tokens(self, wave: torch.Tensor) -> torch.Tensor:
+        """``[N, S]`` -> ``[N, T'', audio_dim]``: musical features, ``music_group`` frames per token,
+        placed in time by the same sin-cos code as the mel patches (as one more row)."""
+        with torch.no_grad():
+            feats = self.music.features(wave[:, None])  # [N, T, 28]
+        group = self.music_group
+        count = max(1, feats.shape[1] // group)
+        feats = F.pad(feats, (0, 0, 0, max(0, count * group - feats.shape[1])))[:, :count * group]
+        tokens = self.music_embed(feats.reshape(len(wave), count, -1))
+        return tokens + sincos_2d(1, count, tokens.shape[-1], tokens.device) + self.music_row
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.proj(self.features(wave)), dim=-1)
@@ -315,6 +341,8 @@ class Mulan(nn.Module):
     def _conditioning(self, emb: torch.Tensor) -> Conditioning:
         if self.config.output == "tokens":
             return Conditioning("tokens", self.quantizer.quantize(emb))
+        if self.config.output == "quantized":
+            return Conditioning("pooled", F.normalize(self.quantizer.dequantize(self.quantizer.quantize(emb)), dim=-1))
         return Conditioning("pooled", emb)
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ need the config and ``describe``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -43,7 +43,10 @@ class MulanConfig:
 
     Audio tower: log-mel (``n_mels`` bins, ``n_fft`` window, ``hop_length`` hop at
     ``sample_rate``) cut into ``patch_mels`` x ``patch_frames`` patches, a transformer of
-    ``audio_layers`` x ``audio_dim``, mean-pooled. Clips longer than ``clip_seconds`` are
+    ``audio_layers`` x ``audio_dim``, mean-pooled. With ``music_features`` the tower also reads the ``music-features`` DSP
+    (chroma, onsets, beat phase, dominant pitch: no weights) as a second row of tokens, so it
+    hears key, mode and tempo, which the log-mel patches of a small tower barely resolve
+    (``docs/benchmarks/mulan_conditioning.md``). Clips longer than ``clip_seconds`` are
     embedded window by window and averaged (see :mod:`.mulan_model`).
     Text tower: ``text="own"`` -- a small transformer (``text_dim``/``text_layers``/``text_heads``)
     over the MiniLM WordPiece vocabulary; ``text="minilm"`` -- the pretrained MiniLM-L6 encoder
@@ -52,7 +55,16 @@ class MulanConfig:
     so checkpoints stay small enough to ship). Prompts are cut to
     ``max_text_length`` word pieces. Both towers project to the shared ``dim``.
     Quantiser: ``num_quantizers`` codebooks of ``codebook_size`` (MusicLM: 12 x 1024).
-    ``output``: ``tokens`` (the RVQ ids, MusicLM's conditioning) or ``pooled`` (the embedding).
+    ``output``: ``tokens`` (the RVQ ids, MusicLM's conditioning), ``quantized`` (the same ids
+    summed back into their codebook vectors: the quantiser's bottleneck, read by a stage as one
+    pooled vector) or ``pooled`` (the embedding itself).
+
+    Why ``quantized``: a stage trained on the ids of *audio* embeddings and driven by the ids of
+    *text* embeddings only works when the two quantise alike, and a small MuLan's do not (the
+    bundled default's caption and clip share 17% of first-level ids and almost none after). A
+    stage reading the summed vector sees text and audio land close instead of on unrelated ids,
+    and one learned projection serves every clip, where per-id embeddings need many examples
+    each (``docs/benchmarks/default_model.md`` has the measurement).
     """
 
     sample_rate: int = attrs.field(default=16000, validator=at_least(1000))
@@ -65,6 +77,7 @@ class MulanConfig:
     audio_dim: int = attrs.field(default=256, validator=_audio_dim)
     audio_layers: int = attrs.field(default=4, validator=at_least(1))
     audio_heads: int = attrs.field(default=4, validator=at_least(1))
+    music_features: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     text: Literal["own", "minilm", "minilm-frozen"] = attrs.field(
         default="own", validator=attrs.validators.in_(("own", "minilm", "minilm-frozen")))
     text_dim: int = attrs.field(default=256, validator=at_least(1))
@@ -74,10 +87,12 @@ class MulanConfig:
     dim: int = attrs.field(default=128, validator=at_least(1))
     num_quantizers: int = attrs.field(default=12, validator=at_least(1))
     codebook_size: int = attrs.field(default=1024, validator=at_least(2))
-    output: Literal["tokens", "pooled"] = attrs.field(
-        default="tokens", validator=attrs.validators.in_(("tokens", "pooled"))
+    output: Literal["tokens", "quantized", "pooled"] = attrs.field(
+        default="tokens", validator=attrs.validators.in_(("tokens", "quantized", "pooled"))
     )
     seed: int = attrs.field(default=0, validator=non_negative)
+
+    USAGE_FIELDS: ClassVar[tuple[str, ...]] = ("output",)  # the spec picks it, whatever the weights were saved with
 
     @property
     def clip_samples(self) -> int:

@@ -190,7 +190,9 @@ class MusicFeatures(CentroidTokenizer, nn.Module):
 
     component = MUSIC_FEATURES
 
-    def __init__(self, config: MusicFeaturesConfig):
+    def __init__(self, config: MusicFeaturesConfig, centroids: bool = True):
+        """``centroids=False``: the feature extractor alone (no state to save), for models that
+        read the features themselves, like MuLan's audio tower with ``music_features``."""
         super().__init__()
         self.config = config
         self.info = config.info()
@@ -203,7 +205,8 @@ class MusicFeatures(CentroidTokenizer, nn.Module):
         weights[slice(*PITCH_CLASS)] = config.pitch_weight
         weights[HEIGHT] = config.height_weight
         self.register_buffer("block_weights", weights, persistent=False)
-        self.register_buffer("centroids", self._random_centroids(config.vocab_size))
+        if centroids:
+            self.register_buffer("centroids", self._random_centroids(config.vocab_size))
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
         self.register_buffer("onset_window", torch.hann_window(config.onset_n_fft), persistent=False)
         self.chroma_band = (CHROMA_FMIN, min(CHROMA_FMAX, config.sample_rate / 2))

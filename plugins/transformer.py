@@ -61,6 +61,10 @@ class TransformerConfig:
     # Probability that a training row uses the learned null condition (classifier-free guidance).
     cond_dropout: float = attrs.field(default=0.1, validator=_number(float, 0.0, low_inclusive=True, high=1.0))
     rope_base: float = attrs.field(default=10000.0, validator=_number(float, 0.0))
+    # Also add each read frame's embedding to the written tokens of the same time (the reads
+    # stay in the prefix too): a coarse stage then sees "this semantic frame, now" at every step
+    # instead of having to learn, by attention alone, which of the reads is the current one.
+    aligned_reads: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_number(int, 0, low_inclusive=True))
 
     def check(self, layout: StageLayout, weights: Any) -> list[str]:

@@ -9,6 +9,11 @@ codebook is ``(i + 1) % Q``. All read and written codebooks share one embedding 
 (stream, codebook) at its own offset, so ids never collide), plus a learned "slot" embedding
 per (segment, codebook) that tells the model which stream and codebook a position holds.
 
+With ``aligned_reads`` each written token also gets the summed embeddings of the read frames
+covering the same time (frame ``f`` of a ``r_w`` Hz stream reads frame ``floor(f r_s / r_w)`` of
+an ``r_s`` Hz one): a frame-synchronous path next to attention, which a small stage trained on
+little data learns far sooner than attention's alignment.
+
 Conditioning is a prefix (``prefix`` mode), a cross-attention memory (``cross``), or absent.
 Rows flagged in ``StageRequest.drop_conditioning`` (and, in training, a random ``cond_dropout``
 share) use a learned null condition, which is what classifier-free guidance contrasts against.
@@ -135,6 +140,7 @@ class DecodeState:
     key_valid: torch.Tensor | None  # [B, capacity] bool, None when every position is real
     cross_kv: list[Any] | None
     cross_mask: torch.Tensor | None
+    aligned: list[torch.Tensor] = attrs.field(factory=list)  # see _Context.aligned
 
 
 @attrs.frozen
@@ -142,6 +148,7 @@ class _Context:
     """The encoded prefix + reads + BOS of a batch, shared by the cached and uncached paths."""
 
     x: torch.Tensor  # [B, C, d]
+    aligned: list[torch.Tensor]  # per read slice [B, T_s, d] frame embeddings (aligned_reads), else []
     key_valid: torch.Tensor | None  # [B, C] bool
     memory: torch.Tensor | None  # [B, M, d] (cross mode)
     memory_mask: torch.Tensor | None  # [B, M] bool
@@ -268,10 +275,12 @@ class TransformerStage(nn.Module):
         memory_mask = torch.cat([use_null[:, None], real & ~use_null[:, None]], dim=1)
         return None, None, memory, memory_mask
 
-    def _reads(self, reads: Sequence[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    def _reads(self, reads: Sequence[torch.Tensor], batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Prefix embeddings of each read slice ``[B, T_s * Q_s, d]`` (frame-major) and, with
+        ``aligned_reads``, its per-frame embeddings ``[B, T_s, d]`` (summed over codebooks)."""
         if len(reads) != len(self.layout.reads):
             raise ValueError(f"expected {len(self.layout.reads)} read tensors, got {len(reads)}")
-        out = []
+        out, aligned = [], []
         for sl, offset, slot, tokens in zip(self.layout.reads, self.read_offsets, self.read_slots, reads):
             if tokens.dim() != 3 or tokens.shape[0] != batch or tokens.shape[1] != sl.num_codebooks:
                 raise ValueError(f"read {sl} must be [{batch}, {sl.num_codebooks}, T], got {list(tokens.shape)}")
@@ -280,27 +289,38 @@ class TransformerStage(nn.Module):
                 raise ValueError(f"read {sl} has tokens outside [0, {sl.codebook_size})")
             flat = tokens.transpose(1, 2).reshape(batch, -1)  # frame-major
             cb = torch.arange(flat.shape[1], device=self.device) % sl.num_codebooks
-            out.append(self.embed(offset + cb * sl.codebook_size + flat) + self.slot(slot + cb))
-        return out
+            embedded = self.embed(offset + cb * sl.codebook_size + flat)
+            out.append(embedded + self.slot(slot + cb))
+            if self.config.aligned_reads:
+                aligned.append(embedded.view(batch, tokens.shape[2], sl.num_codebooks, -1).sum(2))
+        return out, aligned
 
     def _context(self, request: StageRequest) -> _Context:
         batch = request.batch_size
         prefix, prefix_valid, memory, memory_mask = self._conditioning(request, batch)
         bos = (self.bos + self.slot.weight[self.bos_slot]).expand(batch, 1, -1)
         parts = [] if prefix is None else [prefix + self.slot.weight[0]]
-        parts += self._reads(request.reads, batch) + [bos]
-        x = torch.cat(parts, dim=1)
+        reads, aligned = self._reads(request.reads, batch)
+        x = torch.cat(parts + reads + [bos], dim=1)
         key_valid = None
         if prefix_valid is not None:
             rest = torch.ones(batch, x.shape[1] - prefix.shape[1], dtype=torch.bool, device=self.device)
             key_valid = torch.cat([prefix_valid, rest], dim=1)
-        return _Context(x, key_valid, memory, memory_mask)
+        return _Context(x, aligned, key_valid, memory, memory_mask)
 
-    def _embed_written(self, written: torch.Tensor, start: int) -> torch.Tensor:
-        """Embed written tokens ``[B, n]`` whose first has written index ``start``."""
+    def _embed_written(self, written: torch.Tensor, start: int, aligned: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Embed written tokens ``[B, n]`` whose first has written index ``start``, plus (with
+        ``aligned_reads``) the embeddings of the read frames of their time."""
         Q, V = self.num_codebooks, self.vocab_size
-        cb = torch.arange(start, start + written.shape[1], device=self.device) % Q
-        return self.embed(self.write_offset + cb * V + written) + self.slot(self.write_slot + cb)
+        index = torch.arange(start, start + written.shape[1], device=self.device)
+        cb = index % Q
+        x = self.embed(self.write_offset + cb * V + written) + self.slot(self.write_slot + cb)
+        ratio = [sl.frame_rate / self.layout.writes.frame_rate for sl in self.layout.reads]
+        for frames, r in zip(aligned, ratio):
+            if frames.shape[1]:  # past its end a read stream holds at its last frame
+                at = torch.floor((index // Q).double() * r + 1e-6).long().clamp(max=frames.shape[1] - 1)
+                x = x + frames[:, at]
+        return x
 
     # ---- transformer ----------------------------------------------------------------------
 
@@ -339,7 +359,7 @@ class TransformerStage(nn.Module):
         written = written.to(self.device)
         if written.numel() and ((written < 0).any() or (written >= self.vocab_size).any()):
             raise ValueError(f"written tokens must be in [0, {self.vocab_size})")
-        x = torch.cat([ctx.x, self._embed_written(written, 0)], dim=1)
+        x = torch.cat([ctx.x, self._embed_written(written, 0, ctx.aligned)], dim=1)
         length = x.shape[1]
         cos, sin = rope_tables(length, self.config.d_model // self.config.heads, self.config.rope_base, self.device)
         mask = self._self_mask(ctx.key_valid, length)
@@ -380,7 +400,7 @@ class TransformerStage(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk(x, cos[:C], sin[:C], mask, cache[i], 0, cross_kv and cross_kv[i], cross_mask)
         logits = self._logits(x[:, -1:], 0)[:, 0]
-        return DecodeState(logits, cache, C, 0, capacity, cos, sin, key_valid, cross_kv, cross_mask)
+        return DecodeState(logits, cache, C, 0, capacity, cos, sin, key_valid, cross_kv, cross_mask, ctx.aligned)
 
     @torch.inference_mode()
     def step(self, state: DecodeState, tokens: torch.Tensor) -> torch.Tensor:
@@ -388,7 +408,7 @@ class TransformerStage(nn.Module):
         p = state.position
         if p >= state.capacity:
             raise ValueError(f"decode state is full: prefill was sized for {state.capacity} positions")
-        x = self._embed_written(tokens.to(self.device).reshape(-1, 1), state.written)
+        x = self._embed_written(tokens.to(self.device).reshape(-1, 1), state.written, state.aligned)
         cos, sin = state.cos[p : p + 1], state.sin[p : p + 1]
         mask = None if state.key_valid is None else state.key_valid[:, None, None, : p + 1]
         for i, blk in enumerate(self.blocks):

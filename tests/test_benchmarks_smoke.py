@@ -40,3 +40,22 @@ def test_longform_stability_quick(tmp_path):
     result = json.loads((tmp_path / "longform_stability.json").read_text())
     assert len(result["segments"]) == 3 and set(result["agreement"]) == {"tempo_class", "key", "mode"}
     assert 0 < result["agreement"]["key"]["share"] <= 1
+
+
+def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):
+    from tiny_specs import TINY_SPEC
+
+    mulan = ("{name: mulan, params: {n_mels: 32, patch_mels: 8, patch_frames: 8, clip_seconds: 2.0, audio_dim: 32, "
+             "audio_layers: 1, audio_heads: 2, text_dim: 32, text_layers: 1, text_heads: 2, dim: 16, "
+             "num_quantizers: 3, codebook_size: 8, output: quantized}}")
+    spec = write_spec(TINY_SPEC.replace("{name: byte-text, params: {dim: 16, output: pooled}}", mulan))
+    corpus = render_corpus(16, 1.0, 5)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mulan_conditioning.py"), "--pipeline", str(spec),
+                           "--corpus", str(corpus), "--train", "8", "--test", "4", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "mulan_conditioning.json").read_text())["pipelines"][0]
+    assert len(result["token_agreement"]) == 3 and all(0 <= x <= 1 for x in result["token_agreement"])
+    assert set(result["probes"]) == {"tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument"}
+    assert all(0 <= v <= 1 for row in result["probes"].values() for v in row.values())
+    assert "quantized text" in (tmp_path / "mulan_conditioning.md").read_text()

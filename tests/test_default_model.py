@@ -63,13 +63,12 @@ def test_seeds(default):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped CPU-trained default does not follow tempo words yet (measured "
-                   "78.8 BPM for 'very fast' vs 83.3 for 'very slow'): it needs more training (recipes/default_model.py)")
 def test_tempo_words_move_the_measured_tempo(registry, default):
-    """"very slow" vs "very fast", averaged over seeds: the fast prompts measure faster."""
+    """"very slow" vs "very fast", averaged over eight seeds: the fast prompts measure faster.
+    (Single clips vary by tens of BPM; the shipped default's means are about 90 vs 77 BPM.)"""
     entry = registry.get("metric", "tempo")
     tempo = entry.build(entry.config())
-    seeds = [0, 1, 2, 3]
+    seeds = list(range(8))
     bpm = {}
     for word in ("very slow", "very fast"):
         prompts = [f"a {word} piano piece in A minor"] * len(seeds)

@@ -81,6 +81,59 @@ def test_tokens_output_is_the_quantised_embedding(registry, clips):
     assert torch.equal(text.values, model.quantizer.quantize(model.text_embedding(["a calm solo piano", "pounding drums"])))
 
 
+def test_quantized_output_is_the_summed_codebook_vector(registry, clips):
+    """``quantized``: the RVQ ids summed back into their codebook entries, as one pooled unit vector."""
+    model, config = build(registry, output="quantized")
+    info = config.describe(Weights("random", "random"))
+    assert (info.kind, info.dim, info.has_audio) == ("pooled", 16, True) and model.info == info
+    prompts = ["a calm solo piano", "pounding drums"]
+    text = model.embed_text(prompts)
+    ids = model.quantizer.quantize(model.text_embedding(prompts))
+    assert text.kind == "pooled" and text.values.shape == (2, 16)
+    assert torch.allclose(text.values, F.normalize(model.quantizer.dequantize(ids), dim=-1))
+    audio = model.embed_audio(*clips)
+    assert torch.allclose(audio.values.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_the_spec_picks_the_output_of_saved_weights(registry, clips, tmp_path):
+    """``output`` is a usage, not a shape: weights saved as ``tokens`` serve a ``quantized`` spec."""
+    model, _ = build(registry, output="tokens", seed=2)
+    folder = model.save_pretrained(tmp_path / "mulan")
+    for output, kind in (("quantized", "pooled"), ("tokens", "tokens")):
+        entry = registry.get("conditioner", "mulan")
+        config = structure_config(entry.config, {**TINY, "output": output})
+        loaded, _ = build(registry, weights=str(folder), output=output)
+        assert loaded.config.output == output and loaded.info.kind == kind
+        assert config.describe(parse_weights(str(folder))) == loaded.info
+    tokens = model.embed_text(["a calm solo piano"]).values
+    vector = build(registry, weights=str(folder), output="quantized")[0].embed_text(["a calm solo piano"]).values
+    assert torch.allclose(vector, F.normalize(model.quantizer.dequantize(tokens), dim=-1))
+
+
+def test_music_features_add_a_row_of_tokens_the_tower_reads(registry, clips, tmp_path):
+    """``music_features``: one token per patch duration from the music-features DSP, trained
+    (its embedding gets gradients), saved with the model, absent from plain towers."""
+    model, _ = build(registry, output="pooled", music_features=True, seed=3)
+    tower = model.audio
+    from cadenza.core.audio import prepare
+    wave = prepare(clips[0], clips[1], 16000, 1)[:, 0]
+    tokens = tower.music_tokens(wave)
+    mel_columns = tower.log_mel(wave).shape[-1] // 8
+    assert tokens.shape[0] == 2 and tokens.shape[-1] == 32 and abs(tokens.shape[1] - mel_columns) <= 1
+    emb = model.audio_embedding(*clips)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    emb.sum().backward()
+    assert tower.music_embed.weight.grad is not None and tower.music_embed.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        tower.music_row.add_(torch.randn(32))  # the row's tokens take part in the pooled embedding
+    assert not torch.allclose(model.audio_embedding(*clips), emb.detach(), atol=1e-4)
+    assert "audio.music_embed.weight" in model.state_dict()
+    assert not any("music" in key for key in build(registry, output="pooled")[0].state_dict())
+    folder = model.save_pretrained(tmp_path / "m")
+    loaded, _ = build(registry, weights=str(folder), output="pooled")
+    assert loaded.config.music_features and torch.allclose(loaded.audio_embedding(*clips), model.audio_embedding(*clips))
+
+
 @pytest.mark.parametrize("prompts", [[""], ["fine", "   "], []])
 def test_empty_prompts_are_input_errors(pooled, prompts):
     with pytest.raises(InputError):

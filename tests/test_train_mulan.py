@@ -205,6 +205,24 @@ def test_items_without_captions_or_readable_audio_are_skipped_and_counted(datase
     assert "1 skipped without a caption" in report.describe() and "2 skipped as unreadable" in report.describe()
 
 
+def test_training_crops_draw_from_every_wording_of_a_caption(dataset, tmp_path):
+    """``alt_captions``: training crops get any wording (seeded per crop); evaluation the main one."""
+    rows = [{"audio": str(dataset / f"c0_{i:02d}.wav"), "caption": "a low tone",
+             "alt_captions": ["a deep sine", "  ", "a low hum"], "split": "train"} for i in range(4)]
+    (tmp_path / "alts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = tm.read_data(tmp_path / "alts.jsonl")
+    assert report.train[0].alternatives == ("a deep sine", "a low hum")  # blank wordings dropped
+    data = tm.ClipDataset(report.train, 16000, 8000, seed=0)
+    drawn = [data[(epoch, 0)][1] for epoch in range(40)]
+    assert set(drawn) == {"a low tone", "a deep sine", "a low hum"}
+    assert drawn == [data[(epoch, 0)][1] for epoch in range(40)]  # a pure function of (seed, epoch, index)
+    assert data[(-1, 0)][1] == "a low tone"
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**rows[0], "alt_captions": "a deep sine"}) + "\n")
+    with pytest.raises(InputError, match="'alt_captions' must be a list of text") as info:
+        tm.read_data(tmp_path / "bad.jsonl")
+    assert "\n" not in str(info.value)
+
+
 def test_unusable_inputs_are_one_line(dataset, tmp_path, write_spec):
     def one_line(exc_type, args, match):
         with pytest.raises(exc_type, match=match) as info:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import attrs
 import pytest
 import torch
 
@@ -97,6 +98,33 @@ def test_cached_logits_match_uncached_for_every_conditioning(cond):
     layout = make_layout("coarse", cond)
     model, request, written = make_model(layout), make_request(layout), written_tokens(layout)
     torch.testing.assert_close(cached_logits(model, request, written), model(request, written), atol=1e-4, rtol=1e-4)
+
+
+ALIGNED = attrs.evolve(TINY, aligned_reads=True)
+
+
+@pytest.mark.parametrize("role", ["coarse", "fine"])
+def test_aligned_reads_keep_cached_and_uncached_logits_equal(role):
+    layout = make_layout(role)
+    model, request, written = make_model(layout, ALIGNED), make_request(layout), written_tokens(layout, n=13)
+    torch.testing.assert_close(cached_logits(model, request, written), model(request, written), atol=1e-4, rtol=1e-4)
+
+
+def test_aligned_reads_add_the_read_frame_of_the_same_time():
+    """Coarse: 2 written codebooks at 50 Hz read 25 Hz semantic frames, so written tokens
+    4k..4k+3 (frames 2k, 2k+1) carry semantic frame k; past the reads' end, their last frame."""
+    layout = make_layout("coarse")
+    model, request = make_model(layout, ALIGNED), make_request(layout, frames=3)
+    written = written_tokens(layout, n=16)  # 8 written frames: 4 semantic frames' time, 3 given
+    _, aligned = model._reads(request.reads, 2)
+    base = model._embed_written(written, 0)
+    added = model._embed_written(written, 0, aligned) - base
+    expected = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
+    torch.testing.assert_close(added, aligned[0][:, expected])
+    late = model._embed_written(written[:, 5:], 5, aligned) - model._embed_written(written[:, 5:], 5)
+    torch.testing.assert_close(late, aligned[0][:, expected[5:]])  # a decode step at index 5 gets the same
+    plain = make_model(layout)
+    assert plain._reads(request.reads, 2)[1] == []  # without the option nothing is added
 
 
 @pytest.mark.parametrize("cond", [c for c in sorted(CONDITIONINGS) if c != "none"])

@@ -61,10 +61,10 @@ class MulanConfig:
 
     Why ``quantized``: a stage trained on the ids of *audio* embeddings and driven by the ids of
     *text* embeddings only works when the two quantise alike, and a small MuLan's do not (the
-    bundled default's caption and clip share 17% of first-level ids and almost none after). A
-    stage reading the summed vector sees text and audio land close instead of on unrelated ids,
-    and one learned projection serves every clip, where per-id embeddings need many examples
-    each (``docs/benchmarks/default_model.md`` has the measurement).
+    bundled default's caption and clip share about a fifth of first-level ids, almost none
+    after). A stage reading the summed vector sees text and audio land close instead of on
+    unrelated ids, and one learned projection serves every clip, where per-id embeddings need
+    many examples each (``docs/benchmarks/mulan_conditioning.md`` has the measurement).
     """
 
     sample_rate: int = attrs.field(default=16000, validator=at_least(1000))

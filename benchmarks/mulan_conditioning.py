@@ -19,33 +19,33 @@ This measures it on corpus clips with a pipeline's MuLan, for each way a stage c
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 FORMS = ("tokens", "quantized", "pooled")
 
 
-def read_split(corpus: Path, split: str, limit: int) -> list[dict]:
-    lines = (corpus / f"{split}.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()][:limit]
+def read_split(corpus: Path, split: str, limit: int) -> list:
+    """The split's labelled lines, read as `cadenza evaluate` reads them (caption, attributes, audio)."""
+    from cadenza.core.evaluate import read_prompts
+
+    return read_prompts(corpus / f"{split}.jsonl", limit=limit)[0]
 
 
-def embed(mulan, corpus: Path, records: list[dict], batch: int = 32):
-    """Unit audio and caption embeddings ``[N, dim]`` of corpus records."""
+def embed(mulan, prompts: list, batch: int = 32):
+    """Unit audio and caption embeddings ``[N, dim]`` of labelled corpus lines."""
     import torch
 
     from cadenza.core.audio import load_audio
 
     audio, text = [], []
     with torch.no_grad():
-        for i in range(0, len(records), batch):
-            chunk = records[i:i + batch]
-            clips = [load_audio(corpus / r["audio"]) for r in chunk]
+        for i in range(0, len(prompts), batch):
+            chunk = prompts[i:i + batch]
+            clips = [load_audio(p.reference) for p in chunk]
             length = min(c.shape[-1] for c, _ in clips)
             audio.append(mulan.audio_embedding(torch.stack([c[:, :length] for c, _ in clips]), clips[0][1]))
-            text.append(mulan.text_embedding([r["caption"] for r in chunk]))
+            text.append(mulan.text_embedding([p.prompt for p in chunk]))
     return torch.cat(audio), torch.cat(text)
 
 
@@ -79,27 +79,28 @@ def probe(train_x, train_y, classes: int, steps: int = 300):
     return lambda x: (x @ weight * scale + bias).argmax(-1).detach()
 
 
-def measure(pipeline: str, corpus: Path, train: list[dict], test: list[dict]) -> dict:
+def measure(pipeline: str, train: list, test: list) -> dict:
     """Token agreement, cosine and probe accuracies of one pipeline's MuLan."""
     import torch
 
     from cadenza.core.cascade import Cascade
     from cadenza.core.errors import InputError
+    from cadenza.core.evaluate import ATTRIBUTES
     from cadenza.registry import get_registry
 
     torch.manual_seed(0)
     mulan = Cascade.from_spec(pipeline, get_registry()).conditioner
     if not hasattr(mulan, "quantizer") or not hasattr(mulan, "audio_embedding"):
         raise InputError(f"pipeline {pipeline!r}: its conditioner is not MuLan-style (audio and text towers + quantiser)")
-    train_audio, _ = embed(mulan, corpus, train)
-    test_audio, test_text = embed(mulan, corpus, test)
+    train_audio, _ = embed(mulan, train)
+    test_audio, test_text = embed(mulan, test)
     same = (mulan.quantizer.quantize(test_audio) == mulan.quantizer.quantize(test_text)).float().mean(0)
     probes: dict[str, dict] = {}
     for attribute in ATTRIBUTES:
-        labels = sorted({str(r[attribute]) for r in train + test})
+        labels = sorted({str(p.attributes.get(attribute)) for p in train + test})
         index = {label: i for i, label in enumerate(labels)}
-        train_y = torch.tensor([index[str(r[attribute])] for r in train])
-        test_y = torch.tensor([index[str(r[attribute])] for r in test])
+        train_y = torch.tensor([index[str(p.attributes.get(attribute))] for p in train])
+        test_y = torch.tensor([index[str(p.attributes.get(attribute))] for p in test])
         row = {"chance": round(float(torch.bincount(test_y).max()) / len(test_y), 3)}  # the majority class
         for form in FORMS:
             predict = probe(features(mulan, train_audio, form), train_y, len(labels))
@@ -137,9 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     load = load_average()
     started = time.perf_counter()
-    train, test = read_split(args.corpus, "train", args.train), read_split(args.corpus, "test", args.test)
     try:
-        measured = [measure(p, args.corpus, train, test) for p in args.pipeline or ["default"]]
+        train, test = read_split(args.corpus, "train", args.train), read_split(args.corpus, "test", args.test)
+        measured = [measure(p, train, test) for p in args.pipeline or ["default"]]
     except CadenzaError as exc:
         parser.exit(2, f"mulan_conditioning: {exc}\n")
     result = {"command": command_line(argv), "train_clips": len(train), "test_clips": len(test),

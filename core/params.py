@@ -120,7 +120,8 @@ def unstructure_config(config: Any) -> dict[str, Any]:
 def saved_config(config: Any, saved: dict[str, Any]) -> Any:
     """A checkpoint's saved config, with the ``USAGE_FIELDS`` of the spec's ``config`` (see
     :func:`config_for_weights`)."""
-    usage = {name: unstructure_config(config)[name] for name in getattr(type(config), "USAGE_FIELDS", ())}
+    spec = unstructure_config(config)
+    usage = {name: spec[name] for name in getattr(type(config), "USAGE_FIELDS", ())}
     return structure_config(type(config), {**saved, **usage})
 
 

@@ -179,6 +179,8 @@ class TransformerStage(nn.Module):
             rows += sl.num_codebooks * sl.codebook_size
             slots += sl.num_codebooks
         self.bos_slot, self.write_offset, self.write_slot = slots, rows, slots + 1
+        # aligned_reads: read frames per written frame, per read slice
+        self.read_ratios = [sl.frame_rate / layout.writes.frame_rate for sl in layout.reads]
         rows += self.num_codebooks * self.vocab_size
         slots += 1 + self.num_codebooks
         self.embed = nn.Embedding(rows, d)
@@ -315,8 +317,7 @@ class TransformerStage(nn.Module):
         index = torch.arange(start, start + written.shape[1], device=self.device)
         cb = index % Q
         x = self.embed(self.write_offset + cb * V + written) + self.slot(self.write_slot + cb)
-        ratio = [sl.frame_rate / self.layout.writes.frame_rate for sl in self.layout.reads]
-        for frames, r in zip(aligned, ratio):
+        for frames, r in zip(aligned, self.read_ratios):
             if frames.shape[1]:  # past its end a read stream holds at its last frame
                 at = torch.floor((index // Q).double() * r + 1e-6).long().clamp(max=frames.shape[1] - 1)
                 x = x + frames[:, at]

@@ -135,7 +135,6 @@ class Recipe:
     def __init__(self, work: Path, device: str, only: set[str] | None = None):
         self.work, self.device, self.only = work, device, only
         self.record_path = work / "recipe.json"
-        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"steps": []}
 
     def spec(self, name: str, scale: dict, weights: dict[str, str]) -> Path:
         path = self.work / f"{name}.yaml"
@@ -159,10 +158,10 @@ class Recipe:
                              "finished steps are kept")
         # re-read first: another recipe process in the same WORK (e.g. `--steps train-fine` beside
         # `--steps mulan`) may have recorded its own steps meanwhile
-        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"steps": []}
-        self.record["steps"] = [s for s in self.record["steps"] if s["name"] != name] + [
+        record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"steps": []}
+        record["steps"] = [s for s in record["steps"] if s["name"] != name] + [
             {"name": name, "command": shlex.join(command), "seconds": round(time.perf_counter() - started, 1)}]
-        write_text(self.record_path, json.dumps(self.record, indent=2) + "\n")
+        write_text(self.record_path, json.dumps(record, indent=2) + "\n")
 
 
 def train_args(run: Path, settings: dict, device: str) -> list:

@@ -2,23 +2,112 @@
 
 Why: long-form generation continues each window from the tail of the last; a piece that
 drifts (tempo halves, the key wanders) sounds stitched even without audible seams. This
-generates one long clip with a pipeline (the bundled `default` unless told otherwise), cuts
-it into 30 s segments, runs the corpus attribute estimators on each, and reports how many
-segments agree with the piece's most common tempo class and key, next to the estimators'
-own accuracy (docs/benchmarks/estimator_accuracy.md), which bounds what "agree" can mean.
+generates long clips with a pipeline (the bundled `default` unless told otherwise) for a few
+seeds, each with piece memory off and at the strengths asked for (``--hold``, default: off and
+the spec's ``output.hold``; see cadenza/core/piece_memory.py), cuts each into 30 s segments,
+runs the corpus attribute estimators on each, and reports how many segments agree with the
+piece's most common tempo class, key and mode (and key from the pitch profile alone,
+without the estimator's opening-bass bonus, which is arbitrary mid-piece). With the ``music-features`` semantic tokenizer,
+whose centroids carry a chroma block, it also reads the key of each segment's *semantic
+tokens* (their centroids' summed chroma, against the same key profiles): when the semantic
+stream holds its key and the audio does not, the acoustic stages are what drift. The
+estimators' own accuracy
+(docs/benchmarks/estimator_accuracy.md) bounds what "agree" can mean. Because a memory that
+held the key by freezing the music would score perfectly, it also reports how many distinct
+semantic tokens each 10 s of the piece uses after its opening window, next to the opening's,
+and how much the sound moves: one minus the cosine similarity of mel spectra half a second
+apart (level removed), per segment and for the first 10 s. A frozen drone scores near 0.
 
-    python benchmarks/longform_stability.py                    # 180 s of the default -> docs/benchmarks/
-    python benchmarks/longform_stability.py --seconds 60 --segment 20 --out-dir /tmp/x   # quicker
+    python benchmarks/longform_stability.py                    # 180 s, seeds 0-2 -> docs/benchmarks/
+    python benchmarks/longform_stability.py --seconds 60 --segment 20 --seeds 0 --out-dir scratch   # quicker
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
 
 PROMPT = "a calm piano piece in D minor at a medium tempo, soft, no drums"
+FIELDS = ("tempo_class", "key", "mode")
+
+
+def semantic_chroma(cascade):
+    """``[V, 12]`` chroma of each semantic token (its centroid's chroma block), or None when the
+    semantic tokenizer is not ``music-features``."""
+    component = cascade.pipeline.semantic_tokenizer
+    if component is None or component.entry.name != "music-features":
+        return None
+    from cadenza.plugins.music_features_plugin import CHROMA
+
+    return cascade.semantic_tokenizer.centroids[:, CHROMA[0]:CHROMA[1]].double().cpu().numpy()
+
+
+def key_of_chroma(profile) -> str:
+    """The best key (\"G major\") of a 12-bin profile by the estimators' default key profiles."""
+    import numpy as np
+
+    from cadenza.plugins.estimators import MAJOR_NAMES, MINOR_NAMES, PROFILES, key_scores
+
+    scores = key_scores(profile, *PROFILES["albrecht-shanahan"])
+    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return f"{(MAJOR_NAMES, MINOR_NAMES)[mode][tonic]} {('major', 'minor')[mode]}"
+
+
+def movement(audio, rate: int, lag_seconds: float = 0.5) -> float:
+    """How much ``[C, S]`` audio's spectrum changes: 1 - the mean cosine similarity of its
+    mel-dB frames (each minus its mean over bands, so loudness alone does not count) with the
+    frame ``lag_seconds`` later. About 0.2-0.4 for a clip with notes, near 0 for a held chord."""
+    import numpy as np
+
+    from cadenza.core.plot_audio import mel_spectrogram_db
+
+    db, hop, _ = mel_spectrogram_db(audio, rate)
+    x = db - db.mean(axis=0, keepdims=True)
+    lag = max(1, round(lag_seconds / hop))
+    a, b = x[:, :-lag], x[:, lag:]
+    cosine = (a * b).sum(axis=0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-9)
+    return round(float(1 - cosine.mean()), 3)
+
+
+def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float) -> dict:
+    """One generation: its segments, their agreement, and the semantic tokens used per window."""
+    from cadenza.plugins.estimators import Analysis, estimate_key
+
+    chroma = semantic_chroma(cascade)
+    started = time.perf_counter()
+    generation = cascade.generate([prompt], seconds=seconds, seed=seed, hold=hold)
+    wall = time.perf_counter() - started
+    rate, audio = generation.sample_rate, generation.audio[0]
+    step = round(segment * rate)
+    segments = []
+    for k, begin in enumerate(range(0, audio.shape[-1] - step + 1, step)):
+        measured = metric(audio[:, begin:begin + step], sample_rate=rate)
+        segments.append({"segment": k, "start_s": begin / rate, "bpm": round(float(measured["bpm"]), 1),
+                         "tempo_class": measured["tempo_class"], "key": measured["key"], "mode": measured["mode"]})
+        segments[-1]["movement"] = movement(audio[:, begin:begin + step], rate)
+        profile = estimate_key(Analysis.of(audio[:, begin:begin + step].numpy(), rate), opening_weight=0.0)
+        segments[-1]["profile_key"] = f"{profile['key']} {profile['mode']}"
+        if chroma is not None:
+            sem_rate = cascade.frame_rates["semantic"]
+            ids = generation.tokens["semantic"][0, 0, round(begin / rate * sem_rate):round((begin + step) / rate * sem_rate)]
+            segments[-1]["semantic_key"] = key_of_chroma(chroma[ids.cpu().numpy()].sum(axis=0))
+    agreement = {}
+    for field in FIELDS + ("profile_key",) + (("semantic_key",) if chroma is not None else ()):
+        value, count = Counter(s[field] for s in segments).most_common(1)[0]
+        agreement[field] = {"most_common": value, "share": round(count / len(segments), 3)}
+    variety = None
+    if "semantic" in generation.tokens:
+        ids, per = generation.tokens["semantic"][0, 0], round(10 * cascade.frame_rates["semantic"])
+        counts = [len(set(ids[a:a + per].tolist())) for a in range(0, ids.shape[0] - per + 1, per)]
+        if counts:
+            variety = {"opening": counts[0], "later_mean": round(statistics.fmean(counts[1:]), 1) if counts[1:] else None}
+    opening = movement(audio[:, :round(min(10.0, seconds) * rate)], rate)
+    return {"seed": seed, "hold": hold, "windows": len(generation.windows) or 1, "wall_s": round(wall, 1),
+            "movement_first_10s": opening,
+            "segments": segments, "agreement": agreement, "semantic_ids_per_10s": variety}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--segment", type=float, default=30.0, help="seconds per measured segment")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    parser.add_argument("--hold", type=float, action="append", default=None,
+                        help="piece-memory strength to run, repeatable (default: 0 and the spec's output.hold)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks")
     args = parser.parse_args(argv)
 
@@ -39,43 +130,73 @@ def main(argv: list[str] | None = None) -> dict:
     load = load_average()
     registry = get_registry()
     cascade = Cascade.from_spec(args.pipeline, registry)
-    started = time.perf_counter()
-    generation = cascade.generate([args.prompt], seconds=args.seconds, seed=args.seed)
-    wall = time.perf_counter() - started
     entry = registry.get("metric", "attributes")
     metric = entry.build(entry.config())
-    rate, audio = generation.sample_rate, generation.audio[0]
-    step = round(args.segment * rate)
-    segments = []
-    for k, begin in enumerate(range(0, audio.shape[-1] - step + 1, step)):
-        measured = metric(audio[:, begin:begin + step], sample_rate=rate)
-        segments.append({"segment": k, "start_s": begin / rate, "bpm": round(float(measured["bpm"]), 1),
-                         "tempo_class": measured["tempo_class"], "key": measured["key"], "mode": measured["mode"]})
-    agreement = {}
-    for field in ("tempo_class", "key", "mode"):
-        values = [s[field] for s in segments]
-        value, count = Counter(values).most_common(1)[0]
-        agreement[field] = {"most_common": value, "share": round(count / len(values), 3)}
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    holds = args.hold if args.hold else sorted({0.0, cascade.pipeline.spec.output.hold})
+    runs = [measure(cascade, metric, args.prompt, args.seconds, args.segment, seed, hold)
+            for hold in holds for seed in seeds]
+    summary = []
+    for hold in holds:
+        mine = [r for r in runs if r["hold"] == hold]
+        later = [r["semantic_ids_per_10s"]["later_mean"] for r in mine
+                 if r["semantic_ids_per_10s"] and r["semantic_ids_per_10s"]["later_mean"] is not None]
+        fields = [f for f in FIELDS + ("profile_key", "semantic_key") if all(f in r["agreement"] for r in mine)]
+        summary.append({"hold": hold, **{field: round(statistics.fmean(r["agreement"][field]["share"] for r in mine), 3)
+                                         for field in fields},
+                        "semantic_ids_per_10s_later": round(statistics.fmean(later), 1) if later else None,
+                        "movement_first_10s": round(statistics.fmean(r["movement_first_10s"] for r in mine), 3),
+                        "movement_after_first_segment": round(statistics.fmean(
+                            s["movement"] for r in mine for s in r["segments"][1:]), 3) if len(mine[0]["segments"]) > 1
+                        else None})
     result = {"command": command_line(argv), "pipeline": args.pipeline, "prompt": args.prompt,
-              "seconds": args.seconds, "segment_seconds": args.segment, "seed": args.seed,
-              "windows": len(generation.windows) or 1, "wall_s": round(wall, 1), "segments": segments,
-              "agreement": agreement, "machine": machine_info(load)}
-    rows = [f"| {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | {s['tempo_class']} | {s['key']} {s['mode']} |"
-            for s in segments]
-    markdown = "\n".join([
-        "# Long-form stability", "",
-        f"Command: `{result['command']}`: {args.seconds:g} s of `{args.pipeline}` for \"{args.prompt}\" (seed "
-        f"{args.seed}) in {result['windows']} windows, generated in {wall:.0f} s on {result['machine']['cpu_count']} "
-        f"CPUs; the attribute estimators measured each {args.segment:g} s segment.", "",
-        "| segment | start (s) | BPM | tempo class | key |", "|---:|---:|---:|---|---|", *rows, "",
-        "Segments agreeing with the piece's most common value: " + ", ".join(
-            f"{field} {a['share']:.0%} ({a['most_common']})" for field, a in agreement.items()) + ".", "",
-        "The estimators themselves are right on about 87% (tempo class), 69-75% (key) and 83-89% (mode) of "
-        "rendered clips (docs/benchmarks/estimator_accuracy.md), so full agreement is not expected even from a "
-        "perfectly stable piece.", ""])
-    write_results(args.out_dir, "longform_stability", result, markdown)
-    print(markdown)
+              "seconds": args.seconds, "segment_seconds": args.segment, "seeds": seeds, "holds": holds,
+              "summary": summary, "runs": runs, "machine": machine_info(load)}
+    write_results(args.out_dir, "longform_stability", result, markdown(result))
+    print(markdown(result))
     return result
+
+
+def markdown(result: dict) -> str:
+    """The recorded page: the summary per hold, then every run's segments."""
+    runs = result["runs"]
+    wall = sum(r["wall_s"] for r in runs)
+    lines = [
+        "# Long-form stability", "",
+        f"Command: `{result['command']}`: {result['seconds']:g} s of `{result['pipeline']}` for "
+        f"\"{result['prompt']}\", seeds {', '.join(map(str, result['seeds']))}, with piece memory (`hold`) at "
+        f"{' and '.join(f'{h:g}' for h in result['holds'])} (0: off), {runs[0]['windows']} windows each, "
+        f"{wall:.0f} s of generation on {result['machine']['cpu_count']} CPUs. The attribute estimators measured "
+        f"each {result['segment_seconds']:g} s segment; a run's agreement is the share of its segments that "
+        "agree with its most common value.", "",
+        "| hold | tempo class agreement | key agreement | mode agreement | key without the opening bass | "
+        "semantic-token key agreement | semantic ids per 10 s after the opening | movement: first 10 s / "
+        "segments after the first |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {s['hold']:g} | {s['tempo_class']:.0%} | {s['key']:.0%} | {s['mode']:.0%} | {s['profile_key']:.0%} | "
+          f"{format(s['semantic_key'], '.0%') if 'semantic_key' in s else '-'} | "
+          f"{s['semantic_ids_per_10s_later'] if s['semantic_ids_per_10s_later'] is not None else '-'} | "
+          f"{s['movement_first_10s']} / {s['movement_after_first_segment'] if s['movement_after_first_segment'] is not None else '-'} |"
+          for s in result["summary"]], "",
+        "Means over the seeds. The key estimator adds a bonus for the bass of a clip's first second (the corpus's "
+        "clips start where their song does, on the tonic); a segment cut from the middle of a piece starts "
+        "anywhere, so the table also gives the key from the pitch profile alone (the same estimator with "
+        "`opening_weight: 0`). The estimators themselves are right on about 87% (tempo class), 69-75% (key) and "
+        "83-89% (mode) of rendered clips (docs/benchmarks/estimator_accuracy.md), so full agreement is not expected "
+        "even from a perfectly stable piece.", "",
+        "## Every run", "",
+        "| hold | seed | segment | start (s) | BPM | tempo class | key | key without the opening bass | "
+        "key of the semantic tokens | movement |",
+        "|---:|---:|---:|---:|---:|---|---|---|---|---:|",
+    ]
+    for r in runs:
+        lines += [f"| {r['hold']:g} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
+                  f"{s['tempo_class']} | {s['key']} {s['mode']} | {s['profile_key']} | {s.get('semantic_key', '-')} | "
+                  f"{s['movement']} |" for s in r["segments"]]
+    lines += ["", "Semantic ids per 10 s (opening window / mean of the later ones): " + "; ".join(
+        f"hold {r['hold']:g} seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
+        f"{r['semantic_ids_per_10s']['later_mean']}" for r in runs if r["semantic_ids_per_10s"]) + ".", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

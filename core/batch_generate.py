@@ -138,7 +138,7 @@ def _check_args(args: argparse.Namespace) -> Path:
         check_seconds(args.seconds)
     from cadenza.core.cli_generate import check_long_form
 
-    check_long_form(args.window, args.overlap)
+    check_long_form(args.window, args.overlap, hold=args.hold)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is not a folder")
@@ -301,7 +301,8 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
             def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody):
                 return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
                                         prime_rate=rate, only_new=args.only_new and prime is not None,
-                                        window=args.window, overlap=args.overlap, melody=melody)
+                                        window=args.window, overlap=args.overlap, melody=melody,
+                                        hold=args.hold)
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:

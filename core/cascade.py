@@ -53,6 +53,7 @@ class Generation:
     overlap: float | None = None
     melody: tuple[dict[str, Any], ...] = ()  # per row: the melody that steered it (Melody.describe()); () for none
     melody_strength: float | None = None  # None: forced; else the guidance logit bonus
+    hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
 
     @property
     def row_seeds(self) -> tuple[int, ...]:
@@ -137,7 +138,7 @@ class Cascade:
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
                  progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
                  only_new: bool = False, window: float | None = None, overlap: float | None = None,
-                 melody: Any = None, melody_strength: float | None = None) -> Generation:
+                 melody: Any = None, melody_strength: float | None = None, hold: float | None = None) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
 
         ``seed``: one int for the batch (one generator shared by the rows), or one int per
@@ -159,10 +160,19 @@ class Cascade:
         stream for the melody's length (up to ``seconds``) and the semantic stage only continues
         them; with a strength the semantic stage runs with that logit bonus on the melody's
         token at each frame. Needs a semantic stage; not combinable with a prime.
+
+        ``hold``: piece memory (:mod:`cadenza.core.piece_memory`) for long pieces and
+        continuations: every stage gets this logit penalty on the token ids its stream did not
+        use in the piece's opening (the prime, and from the second window on the first window
+        too), and where the conditioner can embed audio the conditioning becomes the text's
+        mixed with the opening's sound, so the piece keeps to what it opened with. A first
+        window without a prime has no opening and is unchanged. None: the spec's
+        ``output.hold``; 0: off.
         """
         import torch
 
         from cadenza.core.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
+        from cadenza.core.piece_memory import check_strength as check_hold
 
         prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
         seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
@@ -173,6 +183,7 @@ class Cascade:
             raise InputError("only_new needs a prime: without one, all of the audio is new")
         melodies = melody_rows(melody, batch)
         strength = check_strength(melody_strength)
+        hold = check_hold(self.pipeline.spec.output.hold if hold is None else hold)
         if melodies is not None:
             self._check_melody(prime)
         with torch.inference_mode():
@@ -194,6 +205,7 @@ class Cascade:
                     guide = guidance_bias(self.semantic_tokenizer, sem_info, melodies, seconds, strength, vocab)
             conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
             timings: dict[str, float] = {}
+            held = None  # (opening frames, conditioning mixed with the opening's sound) under hold
             for win in plan:
                 context, frames, begins = {}, {}, {}
                 for stream, rate in self.frame_rates.items():
@@ -203,9 +215,19 @@ class Cascade:
                     stop = min(have, frames_before(win.end, rate))
                     if stop > begins[stream]:
                         context[stream] = history[stream][:, :, begins[stream]:stop]
+                memory, window_conditioning = {}, conditioning
+                if hold is not None:  # the piece's opening: what exists before the second window
+                    opening = min(win.new, plan[0].end)
+                    memory = {stream: history[stream][:, :, :frames_before(opening, rate)]
+                              for stream, rate in self.frame_rates.items() if stream in history}
+                    if "acoustic" in memory and memory["acoustic"].shape[2]:
+                        if held is None or held[0] != memory["acoustic"].shape[2]:
+                            held = (memory["acoustic"].shape[2], self._opening_conditioning(memory["acoustic"],
+                                                                                            conditioning, window))
+                        window_conditioning = held[1]
                 label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
-                new = self._run_window(batch, conditioning, context, frames, seeds, win.index, progress, label, timings,
-                                       guide=guide, begins=begins)
+                new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
+                                       guide=guide, begins=begins, memory=memory, hold=hold)
                 for stream, tokens in new.items():
                     history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
             start = time.perf_counter()
@@ -221,7 +243,21 @@ class Cascade:
                           windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
                           window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
                           melody=tuple(m.describe() for m in melodies) if melodies else (),
-                          melody_strength=strength if melodies else None)
+                          melody_strength=strength if melodies else None,
+                          hold=hold if len(plan) > 1 or prime is not None else None)
+
+    def _opening_conditioning(self, codes: Any, conditioning: Any, window: float) -> Any:
+        """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the
+        text's mixed with the opening's audio embedding where the conditioner can embed audio
+        (:func:`cadenza.core.piece_memory.opening_conditioning`)."""
+        from cadenza.core.piece_memory import opening_conditioning
+
+        if self.conditioner is None or not callable(getattr(self.conditioner, "embed_audio", None)):
+            return conditioning
+        rate = self.frame_rates["acoustic"]
+        audio = decode_chunked(self.tokenizer, codes, rate, self.sample_rate, frames_before(window, rate),
+                               frames_before(DECODE_MARGIN, rate))
+        return opening_conditioning(self.conditioner, conditioning, audio.to(self.device), self.sample_rate)
 
     def _check_melody(self, prime: Any) -> None:
         """A melody needs a semantic stage (and tokenizer) to steer, and no prime (its semantic
@@ -282,18 +318,22 @@ class Cascade:
 
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
                     window: int, progress: ProgressFactory | None, label: Callable[[str], str],
-                    timings: dict[str, float], guide: Any = None, begins: dict | None = None) -> dict[str, Any]:
+                    timings: dict[str, float], guide: Any = None, begins: dict | None = None,
+                    memory: Any = None, hold: float | None = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
 
         ``context[stream]``: the tokens that already exist in the window (its written prefix at
         every stage that writes the stream); ``frames[stream]``: how many frames to add.
         ``guide``: a melody's ``[B, T, V]`` logit bias for the semantic stage, whose written
-        position 0 is frame ``begins["semantic"]`` of the output.
+        position 0 is frame ``begins["semantic"]`` of the output. ``memory[stream]``: the
+        piece's opening ``[B, width, N]``; with ``hold`` every stage gets that logit penalty on
+        the ids its codebooks did not use there (:func:`cadenza.core.piece_memory.memory_model`).
         """
         import torch
 
         from cadenza.core.decode import decode_stage
-        from cadenza.core.melody import GuidedModel
+        from cadenza.core.melody import guided_model
+        from cadenza.core.piece_memory import memory_model
 
         streams: dict[str, torch.Tensor] = {}
         for index, stage in enumerate(self.pipeline.stages):
@@ -317,7 +357,10 @@ class Cascade:
             try:
                 model = self.models[name]
                 if guide is not None and writes.stream == "semantic":
-                    model = GuidedModel(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
+                    model = guided_model(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
+                before = (memory or {}).get(writes.stream)
+                if hold is not None and before is not None and before.shape[2]:
+                    model = memory_model(model, before[:, writes.start:writes.stop], hold)
                 tokens = decode_stage(model, request, count, self.samplers[name],
                                       guidance_scale=stage.spec.guidance_scale, generator=generator,
                                       progress=bar.update if bar else None, prefix=prefix)

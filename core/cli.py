@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="long-form window in seconds (default: 10, or the spec's output.seconds if longer)")
     gen.add_argument("--overlap", type=float, default=None, metavar="S",
                      help="seconds of each window's tail the next window continues from (default: half the window)")
+    gen.add_argument("--hold", type=float, default=None, metavar="PENALTY",
+                     help="long-form piece memory: logit penalty on the tokens the piece's opening did not use, so "
+                     "later windows keep its key and sound (default: the spec's output.hold; 0: off)")
     gen.add_argument("--prompts", metavar="JSONL", default=None,
                      help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "melody", "name"} object per line')
     gen.add_argument("--out", metavar="DIR", default=None,

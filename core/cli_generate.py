@@ -91,6 +91,8 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
     if generation.windows:
         sidecar["long_form"] = {"window": generation.window, "overlap": generation.overlap,
                                 "windows": [dict(w) for w in generation.windows]}
+    if generation.hold is not None:
+        sidecar["hold"] = generation.hold
     if generation.melody:
         strength = generation.melody_strength
         sidecar["melody"] = {**generation.melody[row], "mode": "forced" if strength is None else "guided",
@@ -101,11 +103,17 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
     return sidecar
 
 
-def check_long_form(window: float | None, overlap: float | None, spec_seconds: float | None = None) -> None:
-    """Refuse a bad --window or --overlap before any model is built (without --window and the
-    spec's seconds, the overlap is only checked for sign: the default window is not known yet)."""
+def check_long_form(window: float | None, overlap: float | None, spec_seconds: float | None = None,
+                    hold: float | None = None) -> None:
+    """Refuse a bad --window, --overlap or --hold before any model is built (without --window and
+    the spec's seconds, the overlap is only checked for sign: the default window is not known yet)."""
     from cadenza.core.longform import check_window, default_window
+    from cadenza.core.piece_memory import check_strength
 
+    try:
+        check_strength(hold)
+    except InputError as exc:
+        raise InputError(f"--{exc.args[0]}") from None
     if window is None:
         window = 1e300 if spec_seconds is None else default_window(spec_seconds)
     try:
@@ -192,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.only_new and args.prime is None:
         raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
-    check_long_form(args.window, args.overlap)
+    check_long_form(args.window, args.overlap, hold=args.hold)
     check_melody_args(args)
     output = check_output(args.output or "out.wav")
     prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
@@ -220,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     def generate(seeds):
         return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
                                 prime_rate=prime_rate, only_new=args.only_new, window=args.window,
-                                overlap=args.overlap, melody=melody)
+                                overlap=args.overlap, melody=melody, hold=args.hold)
 
     extra = {}
     if args.rerank > 1:

@@ -10,7 +10,7 @@ because every way of getting semantic tokens starts from them:
 * any other one gets the notes rendered to audio (:func:`synthesize`: a few harmonics per
   note, a short attack and release) and ``tokenize``-s that, so every semantic tokenizer works.
 
-Those tokens then steer the semantic stage (:func:`semantic_prefix`, :class:`GuidedModel`):
+Those tokens then steer the semantic stage (:func:`semantic_prefix`, :func:`guided_model`):
 
 * **forced** (the default): the melody's tokens *are* the semantic stream for the melody's
   length; they are the written prefix of the semantic stage, which only continues them
@@ -235,54 +235,13 @@ def guidance_bias(tokenizer: Any, info: Any, rows: list[Melody], seconds: float,
     return bias
 
 
-class GuidedModel:
-    """A stage model whose logits get a per-frame bias (:func:`guidance_bias`) added.
+def guided_model(model: Any, bias: torch.Tensor, offset: int = 0) -> Any:
+    """Guided mode: ``model`` (a one-codebook stage) with :func:`guidance_bias` ``[B, T, V]``
+    added to its logits; written position ``p`` (a prefix's tokens count) is frame
+    ``offset + p``, and frames past ``T`` get no bias."""
+    from cadenza.core.logit_bias import BiasedModel
 
-    Wraps ``prefill``/``step``/``forward`` of a one-codebook stage: written position ``p``
-    (counting a prefix) is frame ``offset + p``. Under classifier-free guidance both halves of
-    the doubled batch get the bias, so the guided logits get it exactly once.
-    """
-
-    def __init__(self, model: Any, bias: torch.Tensor, offset: int = 0):
-        self.model = model
-        self.layout = model.layout
-        self.bias = bias
-        self.offset = offset
-        self.position = 0
-
-    def _add(self, logits: torch.Tensor, position: int) -> torch.Tensor:
-        frame = self.offset + position
-        if frame >= self.bias.shape[1]:
-            return logits
-        bias = self.bias[:, frame].to(logits)
-        return logits + bias.repeat(logits.shape[0] // bias.shape[0], 1)
-
-    def prefill(self, request: Any, max_new_tokens: int) -> Any:
-        inner = self.model.prefill(request, max_new_tokens)
-        self.position = 0
-        return _State(inner, self._add(inner.logits, 0))
-
-    def step(self, state: Any, tokens: torch.Tensor) -> torch.Tensor:
-        self.position += 1
-        state.logits = self._add(self.model.step(state.inner, tokens), self.position)
-        return state.logits
-
-    def forward(self, request: Any, written: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        logits = self.model.forward(request, written)
-        return torch.stack([self._add(logits[:, p], p) for p in range(logits.shape[1])], 1)
-
-    def parameters(self):
-        return self.model.parameters()
-
-
-class _State:
-    """The wrapped model's decode state plus the biased logits (the model's own state is left as it is)."""
-
-    def __init__(self, inner: Any, logits: torch.Tensor):
-        self.inner = inner
-        self.logits = logits
+    return BiasedModel(model, lambda position: bias[:, offset + position] if offset + position < bias.shape[1] else None)
 
 
 # -- reading a melody file through a melody source plugin ---------------------------------------

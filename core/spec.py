@@ -22,7 +22,7 @@ Shape::
         conditioning: prefix          # prefix | cross | none
         sampler: {name: top-k, params: {k: 50}}
         guidance_scale: 3.0           # classifier-free guidance; 1 = off
-    output: {seconds: 5.0, peak_dbfs: -1.0}
+    output: {seconds: 5.0, peak_dbfs: -1.0, hold: 0.0}   # hold: long-form piece memory, 0 = off
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ COMPONENT_KEYS = ("name", "params", "weights")
 SAMPLER_KEYS = ("name", "params")
 STAGE_KEYS = ("name", "role", "model", "params", "weights", "reads", "writes",
               "conditioning", "sampler", "guidance_scale")
-OUTPUT_KEYS = ("seconds", "peak_dbfs")
+OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold")
 DEFAULT_SAMPLER = "top-k"
 
 
@@ -71,6 +71,7 @@ class StageSpec:
 class OutputSpec:
     seconds: float = 5.0
     peak_dbfs: float | None = -1.0  # peak-normalise to this level; None only clips to [-1, 1]
+    hold: float = 0.0  # long-form piece memory: logit penalty on tokens the opening did not use; 0 = off
 
 
 @attrs.frozen
@@ -193,7 +194,11 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     if peak is not None and (not _is_number(peak) or peak > 0):
         problems.append((("output", "peak_dbfs"), f"peak_dbfs must be a number <= 0 or null, got {peak!r}"))
         peak = -1.0
-    return OutputSpec(float(seconds), None if peak is None else float(peak))
+    hold = node.get("hold", 0.0)
+    if not _is_number(hold) or not 0 <= hold < float("inf"):
+        problems.append((("output", "hold"), f"hold must be a number >= 0 (0: off), got {hold!r}"))
+        hold = 0.0
+    return OutputSpec(float(seconds), None if peak is None else float(peak), float(hold))
 
 
 def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | None, Problems]:
@@ -257,5 +262,6 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
          "sampler": {"name": s.sampler.name, "params": dict(s.sampler.params)}, "guidance_scale": s.guidance_scale}
         for s in spec.stages
     ]
-    data["output"] = {"seconds": spec.output.seconds, "peak_dbfs": spec.output.peak_dbfs}
+    data["output"] = {"seconds": spec.output.seconds, "peak_dbfs": spec.output.peak_dbfs,
+                      **({"hold": spec.output.hold} if spec.output.hold else {})}
     return data

@@ -35,11 +35,43 @@ def test_corpus_speed_quick(tmp_path):
 
 def test_longform_stability_quick(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "longform_stability.py"), "--pipeline", "tiny-random",
-                    "--seconds", "3", "--segment", "1", "--out-dir", str(tmp_path)], check=True, capture_output=True,
-                   text=True)
+                    "--seconds", "3", "--segment", "1", "--seeds", "0,1", "--hold", "0", "--hold", "4",
+                    "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
     result = json.loads((tmp_path / "longform_stability.json").read_text())
-    assert len(result["segments"]) == 3 and set(result["agreement"]) == {"tempo_class", "key", "mode"}
-    assert 0 < result["agreement"]["key"]["share"] <= 1
+    assert [(r["hold"], r["seed"]) for r in result["runs"]] == [(0, 0), (0, 1), (4, 0), (4, 1)]
+    run = result["runs"][0]
+    assert len(run["segments"]) == 3 and set(run["agreement"]) == {"tempo_class", "key", "mode", "profile_key"}
+    assert 0 < run["agreement"]["key"]["share"] <= 1 and [s["hold"] for s in result["summary"]] == [0, 4]
+    assert "| 4 | 1 | 2 |" in (tmp_path / "longform_stability.md").read_text()
+
+
+def test_longform_stability_helpers():
+    """The semantic-token key (music-features centroids' chroma block against the key profiles),
+    and the movement measure that tells a frozen chord from changing notes."""
+    import importlib.util
+    import math
+
+    import torch
+
+    import numpy as np
+
+    from cadenza.core.cascade import Cascade
+
+    spec = importlib.util.spec_from_file_location("longform_stability", ROOT / "benchmarks" / "longform_stability.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g_major = np.zeros(12)
+    g_major[[7, 9, 11, 0, 2, 4, 6]] = 1.0  # the G major scale ...
+    g_major[[7, 11, 2]] = 2.0  # ... with its tonic triad sounding most
+    assert bench.key_of_chroma(g_major) == "G major"
+    assert bench.key_of_chroma(np.roll(g_major, -7)) == "C major"
+    assert bench.semantic_chroma(Cascade.from_spec("tiny-random")) is None  # mel-kmeans centroids carry no chroma
+    chroma = bench.semantic_chroma(Cascade.from_spec("default"))
+    assert chroma.shape == (256, 12) and (chroma >= 0).all() and chroma.any()
+    t = torch.arange(4 * 16000) / 16000
+    held = 0.3 * torch.sin(2 * math.pi * 220 * t)[None]
+    notes = torch.cat([0.3 * torch.sin(2 * math.pi * f * t[:4000]) for f in (220, 330, 262, 392) * 4])[None]
+    assert bench.movement(held, 16000) < 0.05 < 0.15 < bench.movement(notes, 16000)
 
 
 def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):

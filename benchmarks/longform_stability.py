@@ -157,45 +157,52 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def _or_dash(value, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary_row(s: dict) -> str:
+    """One hold's line of the summary table."""
+    cells = [f"{s['hold']:g}", f"{s['tempo_class']:.0%}", f"{s['key']:.0%}", f"{s['mode']:.0%}",
+             f"{s['profile_key']:.0%}", _or_dash(s.get("semantic_key"), ".0%"),
+             _or_dash(s["semantic_ids_per_10s_later"]),
+             f"{s['movement_first_10s']} / {_or_dash(s['movement_after_first_segment'])}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+SUMMARY_HEADER = ("| hold | tempo class agreement | key agreement | mode agreement | key without the opening bass | "
+                  "semantic-token key agreement | semantic ids per 10 s after the opening | "
+                  "movement: first 10 s / segments after the first |")
+RUNS_HEADER = ("| hold | seed | segment | start (s) | BPM | tempo class | key | key without the opening bass | "
+               "key of the semantic tokens | movement |")
+NOTES = ("Means over the seeds. The key estimator adds a bonus for the bass of a clip's first second (the corpus's "
+         "clips start where their song does, on the tonic); a segment cut from the middle of a piece starts "
+         "anywhere, so the table also gives the key from the pitch profile alone (the same estimator with "
+         "`opening_weight: 0`). The estimators themselves are right on about 87% (tempo class), 69-75% (key) and "
+         "83-89% (mode) of rendered clips (docs/benchmarks/estimator_accuracy.md), so full agreement is not "
+         "expected even from a perfectly stable piece.")
+
+
 def markdown(result: dict) -> str:
     """The recorded page: the summary per hold, then every run's segments."""
     runs = result["runs"]
     wall = sum(r["wall_s"] for r in runs)
-    lines = [
-        "# Long-form stability", "",
-        f"Command: `{result['command']}`: {result['seconds']:g} s of `{result['pipeline']}` for "
-        f"\"{result['prompt']}\", seeds {', '.join(map(str, result['seeds']))}, with piece memory (`hold`) at "
-        f"{' and '.join(f'{h:g}' for h in result['holds'])} (0: off), {runs[0]['windows']} windows each, "
-        f"{wall:.0f} s of generation on {result['machine']['cpu_count']} CPUs. The attribute estimators measured "
-        f"each {result['segment_seconds']:g} s segment; a run's agreement is the share of its segments that "
-        "agree with its most common value.", "",
-        "| hold | tempo class agreement | key agreement | mode agreement | key without the opening bass | "
-        "semantic-token key agreement | semantic ids per 10 s after the opening | movement: first 10 s / "
-        "segments after the first |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {s['hold']:g} | {s['tempo_class']:.0%} | {s['key']:.0%} | {s['mode']:.0%} | {s['profile_key']:.0%} | "
-          f"{format(s['semantic_key'], '.0%') if 'semantic_key' in s else '-'} | "
-          f"{s['semantic_ids_per_10s_later'] if s['semantic_ids_per_10s_later'] is not None else '-'} | "
-          f"{s['movement_first_10s']} / {s['movement_after_first_segment'] if s['movement_after_first_segment'] is not None else '-'} |"
-          for s in result["summary"]], "",
-        "Means over the seeds. The key estimator adds a bonus for the bass of a clip's first second (the corpus's "
-        "clips start where their song does, on the tonic); a segment cut from the middle of a piece starts "
-        "anywhere, so the table also gives the key from the pitch profile alone (the same estimator with "
-        "`opening_weight: 0`). The estimators themselves are right on about 87% (tempo class), 69-75% (key) and "
-        "83-89% (mode) of rendered clips (docs/benchmarks/estimator_accuracy.md), so full agreement is not expected "
-        "even from a perfectly stable piece.", "",
-        "## Every run", "",
-        "| hold | seed | segment | start (s) | BPM | tempo class | key | key without the opening bass | "
-        "key of the semantic tokens | movement |",
-        "|---:|---:|---:|---:|---:|---|---|---|---|---:|",
-    ]
+    intro = (f"Command: `{result['command']}`: {result['seconds']:g} s of `{result['pipeline']}` for "
+             f"\"{result['prompt']}\", seeds {', '.join(map(str, result['seeds']))}, with piece memory (`hold`) at "
+             f"{' and '.join(f'{h:g}' for h in result['holds'])} (0: off), {runs[0]['windows']} windows each, "
+             f"{wall:.0f} s of generation on {result['machine']['cpu_count']} CPUs. The attribute estimators "
+             f"measured each {result['segment_seconds']:g} s segment; a run's agreement is the share of its "
+             "segments that agree with its most common value.")
+    lines = ["# Long-form stability", "", intro, "", SUMMARY_HEADER, "|---:|---:|---:|---:|---:|---:|---:|---:|",
+             *[summary_row(s) for s in result["summary"]], "", NOTES, "", "## Every run", "", RUNS_HEADER,
+             "|---:|---:|---:|---:|---:|---|---|---|---|---:|"]
     for r in runs:
         lines += [f"| {r['hold']:g} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
                   f"{s['tempo_class']} | {s['key']} {s['mode']} | {s['profile_key']} | {s.get('semantic_key', '-')} | "
                   f"{s['movement']} |" for s in r["segments"]]
-    lines += ["", "Semantic ids per 10 s (opening window / mean of the later ones): " + "; ".join(
-        f"hold {r['hold']:g} seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
-        f"{r['semantic_ids_per_10s']['later_mean']}" for r in runs if r["semantic_ids_per_10s"]) + ".", ""]
+    variety = "; ".join(f"hold {r['hold']:g} seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
+                        f"{r['semantic_ids_per_10s']['later_mean']}" for r in runs if r["semantic_ids_per_10s"])
+    lines += ["", f"Semantic ids per 10 s (opening window / mean of the later ones): {variety}.", ""]
     return "\n".join(lines)
 
 

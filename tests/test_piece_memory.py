@@ -9,17 +9,17 @@ import types
 import pytest
 import torch
 import yaml
+from tiny_specs import TINY_SPEC
 
 from cadenza.core.cascade import Cascade
 from cadenza.core.components import StageRequest
 from cadenza.core.decode import guided_logits
 from cadenza.core.errors import InputError
+from cadenza.core.hookspecs import hookimpl
 from cadenza.core.piece_memory import check_strength, memory_model, opening_conditioning, unused_tokens
 from cadenza.core.spec import parse_spec, spec_to_dict
 from cadenza.core.types import Conditioning
-from cadenza.core.hookspecs import hookimpl
 from cadenza.registry import discover
-from tiny_specs import TINY_SPEC
 
 MULAN = ("{name: mulan, params: {n_mels: 32, patch_mels: 8, patch_frames: 8, clip_seconds: 1.0, audio_dim: 32, "
          "audio_layers: 1, audio_heads: 2, text_dim: 32, text_layers: 1, text_heads: 2, dim: 16, "

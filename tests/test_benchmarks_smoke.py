@@ -73,6 +73,15 @@ def test_longform_stability_helpers():
     assert bench.movement(held, 16000) < 0.05 and bench.movement(notes, 16000) > 0.15
 
 
+def test_movement_over_time_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "movement_over_time.py"), "--pipeline", "tiny-random",
+                    "--n", "3", "--seconds", "4", "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "movement_over_time.json").read_text())
+    assert result["clips"] == 3 and len(result["corpus"]) == len(result["generated"]) == 4
+    assert all(0 <= v <= 2 for v in result["corpus"] + result["generated"]) and max(result["corpus"]) > 0.05
+    assert "| corpus |" in (tmp_path / "movement_over_time.md").read_text()
+
+
 def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):
     from tiny_specs import TINY_SPEC
 

@@ -46,14 +46,11 @@ def semantic_chroma(cascade):
 
 
 def key_of_chroma(profile) -> str:
-    """The best key (\"G major\") of a 12-bin profile by the estimators' default key profiles."""
-    import numpy as np
+    """The best key ("G major") of a 12-bin profile by the estimators' default key profiles."""
+    from cadenza.plugins.estimators import PROFILES, best_key, key_scores
 
-    from cadenza.plugins.estimators import MAJOR_NAMES, MINOR_NAMES, PROFILES, key_scores
-
-    scores = key_scores(profile, *PROFILES["albrecht-shanahan"])
-    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return f"{(MAJOR_NAMES, MINOR_NAMES)[mode][tonic]} {('major', 'minor')[mode]}"
+    key, mode, _ = best_key(key_scores(profile, *PROFILES["albrecht-shanahan"]))
+    return f"{key} {mode}"
 
 
 def movement(audio, rate: int, lag_seconds: float = 0.5) -> float:

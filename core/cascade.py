@@ -250,9 +250,9 @@ class Cascade:
         """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the
         text's mixed with the opening's audio embedding where the conditioner can embed audio
         (:func:`cadenza.core.piece_memory.opening_conditioning`)."""
-        from cadenza.core.piece_memory import opening_conditioning
+        from cadenza.core.piece_memory import hears_openings, opening_conditioning
 
-        if self.conditioner is None or not callable(getattr(self.conditioner, "embed_audio", None)):
+        if not hears_openings(self.conditioner, conditioning):  # nothing to mix: skip decoding the opening
             return conditioning
         rate = self.frame_rates["acoustic"]
         audio = decode_chunked(self.tokenizer, codes, rate, self.sample_rate, frames_before(window, rate),

@@ -64,11 +64,11 @@ def check_strength(strength: float | None) -> float | None:
 
 
 def unused_tokens(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """``[B, Q, N]`` written tokens -> ``[B, Q, V]`` float: 1 where codebook ``q`` of row ``b``
-    never used id ``v`` in ``tokens``, else 0."""
+    """``[B, Q, N]`` written tokens -> ``[B, Q, V]`` float on their device: 1 where codebook ``q``
+    of row ``b`` never used id ``v`` in ``tokens``, else 0."""
     batch, width, _ = tokens.shape
-    used = torch.zeros(batch, width, vocab_size, dtype=torch.bool)
-    used.scatter_(2, tokens.long().cpu(), True)
+    used = torch.zeros(batch, width, vocab_size, dtype=torch.bool, device=tokens.device)
+    used.scatter_(2, tokens.long(), True)
     return (~used).float()
 
 
@@ -80,17 +80,21 @@ def memory_model(model: Any, history: torch.Tensor, strength: float) -> BiasedMo
     return BiasedModel(model, lambda position: penalty[:, position % width])
 
 
+def hears_openings(conditioner: Any, text: Conditioning | None) -> bool:
+    """Whether ``text`` can be mixed with an opening's sound: the conditioner embeds audio and
+    conditions with one pooled vector (token ids and sequences cannot be mixed this way)."""
+    return text is not None and text.kind == "pooled" and callable(getattr(conditioner, "embed_audio", None))
+
+
 def opening_conditioning(conditioner: Any, text: Conditioning | None, audio: torch.Tensor,
                          sample_rate: int) -> Conditioning | None:
     """The text's pooled conditioning plus the audio embedding of the opening ``[B, C, S]``,
-    normalised; ``text`` unchanged when the conditioner cannot embed audio or does not
-    condition with one pooled vector (token ids and sequences cannot be mixed this way)."""
+    normalised; ``text`` unchanged when they cannot be mixed (:func:`hears_openings`)."""
     from torch.nn import functional as F
 
-    embed = getattr(conditioner, "embed_audio", None)
-    if text is None or text.kind != "pooled" or not callable(embed):
+    if not hears_openings(conditioner, text):
         return text
-    heard = embed(audio, sample_rate)
+    heard = conditioner.embed_audio(audio, sample_rate)
     if heard.kind != "pooled" or heard.values.shape != text.values.shape:
         return text
     return Conditioning("pooled", F.normalize(text.values.float() + heard.values.to(text.values).float(), dim=-1)

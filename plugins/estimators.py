@@ -410,6 +410,13 @@ def key_scores(profile: np.ndarray, major: np.ndarray, minor: np.ndarray) -> np.
     return out
 
 
+def best_key(scores: np.ndarray) -> tuple[str, str, float]:
+    """``(key, mode, score)`` of the best entry of :func:`key_scores`' ``[2, 12]`` (major, minor) x tonic."""
+    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    names = MAJOR_NAMES if mode == 0 else MINOR_NAMES
+    return names[tonic], ("major", "minor")[mode], float(scores[mode, tonic])
+
+
 def estimate_key(a: Analysis, profiles: str = "albrecht-shanahan", opening_weight: float = OPENING_WEIGHT) -> dict[str, Any]:
     none = {"key": UNKNOWN, "mode": UNKNOWN, "key_confidence": math.nan}
     if a.silent:
@@ -421,9 +428,8 @@ def estimate_key(a: Analysis, profiles: str = "albrecht-shanahan", opening_weigh
     bass = a.chroma(28, 52, slice(0, max(1, int(OPENING_SECONDS * FRAME_RATE)))).sum(axis=0)
     if bass.max() > 0:
         scores = scores + opening_weight * bass / bass.max()
-    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    names = MAJOR_NAMES if mode == 0 else MINOR_NAMES
-    return {"key": names[tonic], "mode": ("major", "minor")[mode], "key_confidence": float(scores[mode, tonic])}
+    key, mode, score = best_key(scores)
+    return {"key": key, "mode": mode, "key_confidence": score}
 
 
 # --------------------------------------------------------------------------- register of the lead

@@ -69,32 +69,46 @@ def movement(audio, rate: int, lag_seconds: float = 0.5) -> float:
     return round(float(1 - cosine.mean()), 3)
 
 
-def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float) -> dict:
-    """One generation: its segments, their agreement, and the semantic tokens used per window."""
+def measured_segments(audio, rate: int, segment: float, metric) -> list[dict]:
+    """The estimators' view of each ``segment``-second piece of ``[C, S]`` audio."""
     from cadenza.plugins.estimators import Analysis, estimate_key
 
+    step = round(segment * rate)
+    segments = []
+    for k, begin in enumerate(range(0, audio.shape[-1] - step + 1, step)):
+        piece = audio[:, begin:begin + step]
+        measured = metric(piece, sample_rate=rate)
+        profile = estimate_key(Analysis.of(piece.numpy(), rate), opening_weight=0.0)
+        segments.append({"segment": k, "start_s": begin / rate, "bpm": round(float(measured["bpm"]), 1),
+                         "tempo_class": measured["tempo_class"], "key": measured["key"], "mode": measured["mode"],
+                         "movement": movement(piece, rate), "profile_key": f"{profile['key']} {profile['mode']}"})
+    return segments
+
+
+def agreement_of(segments: list[dict], fields) -> dict:
+    """Per field: the most common value over the segments and the share that has it."""
+    out = {}
+    for field in fields:
+        value, count = Counter(s[field] for s in segments).most_common(1)[0]
+        out[field] = {"most_common": value, "share": round(count / len(segments), 3)}
+    return out
+
+
+def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float) -> dict:
+    """One generation: its segments, their agreement, and the semantic tokens used per window."""
     chroma = semantic_chroma(cascade)
     started = time.perf_counter()
     generation = cascade.generate([prompt], seconds=seconds, seed=seed, hold=hold)
     wall = time.perf_counter() - started
     rate, audio = generation.sample_rate, generation.audio[0]
-    step = round(segment * rate)
-    segments = []
-    for k, begin in enumerate(range(0, audio.shape[-1] - step + 1, step)):
-        measured = metric(audio[:, begin:begin + step], sample_rate=rate)
-        segments.append({"segment": k, "start_s": begin / rate, "bpm": round(float(measured["bpm"]), 1),
-                         "tempo_class": measured["tempo_class"], "key": measured["key"], "mode": measured["mode"]})
-        segments[-1]["movement"] = movement(audio[:, begin:begin + step], rate)
-        profile = estimate_key(Analysis.of(audio[:, begin:begin + step].numpy(), rate), opening_weight=0.0)
-        segments[-1]["profile_key"] = f"{profile['key']} {profile['mode']}"
-        if chroma is not None:
-            sem_rate = cascade.frame_rates["semantic"]
-            ids = generation.tokens["semantic"][0, 0, round(begin / rate * sem_rate):round((begin + step) / rate * sem_rate)]
-            segments[-1]["semantic_key"] = key_of_chroma(chroma[ids.cpu().numpy()].sum(axis=0))
-    agreement = {}
-    for field in FIELDS + ("profile_key",) + (("semantic_key",) if chroma is not None else ()):
-        value, count = Counter(s[field] for s in segments).most_common(1)[0]
-        agreement[field] = {"most_common": value, "share": round(count / len(segments), 3)}
+    segments = measured_segments(audio, rate, segment, metric)
+    if chroma is not None:
+        sem_rate = cascade.frame_rates["semantic"]
+        for s in segments:
+            span = slice(round(s["start_s"] * sem_rate), round((s["start_s"] + segment) * sem_rate))
+            ids = generation.tokens["semantic"][0, 0, span]
+            s["semantic_key"] = key_of_chroma(chroma[ids.cpu().numpy()].sum(axis=0))
+    agreement = agreement_of(segments, FIELDS + ("profile_key",) + (("semantic_key",) if chroma is not None else ()))
     variety = None
     if "semantic" in generation.tokens:
         ids, per = generation.tokens["semantic"][0, 0], round(10 * cascade.frame_rates["semantic"])
@@ -107,6 +121,31 @@ def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: 
             "segments": segments, "agreement": agreement, "semantic_ids_per_10s": variety}
 
 
+def corpus_pieces(count: int, seconds: float, segment: float, metric, seed: int = 2026) -> list[dict]:
+    """The same measures on ``count`` pieces that ``cadenza corpus`` renders at ``seconds`` long:
+    each keeps one tempo and one key throughout, so their agreement is what the estimators can
+    show for a piece that does not drift (the ceiling of the generated rows)."""
+    import json
+    import tempfile
+
+    from cadenza.core.audio import load_audio
+    from cadenza.core.corpus import Settings, build
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "corpus"
+        build(folder, count, Settings(seed=seed, seconds=seconds), progress=False)
+        rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line.strip()]
+        for k, row in enumerate(rows):
+            audio, rate = load_audio(folder / row["audio"])
+            segments = measured_segments(audio, rate, segment, metric)
+            runs.append({"seed": k, "hold": None, "caption": row["caption"], "segments": segments,
+                         "agreement": agreement_of(segments, FIELDS + ("profile_key",)),
+                         "movement_first_10s": movement(audio[:, :round(min(10.0, seconds) * rate)], rate),
+                         "semantic_ids_per_10s": None})
+    return runs
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", default="default")
@@ -116,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--hold", type=float, action="append", default=None,
                         help="piece-memory strength to run, repeatable (default: 0 and the spec's output.hold)")
+    parser.add_argument("--reference", type=int, default=6, metavar="N",
+                        help="corpus pieces of the same length to measure as the ceiling (default: 6; 0: none)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks")
     args = parser.parse_args(argv)
 
@@ -133,25 +174,29 @@ def main(argv: list[str] | None = None) -> dict:
     holds = args.hold if args.hold else sorted({0.0, cascade.pipeline.spec.output.hold})
     runs = [measure(cascade, metric, args.prompt, args.seconds, args.segment, seed, hold)
             for hold in holds for seed in seeds]
-    summary = []
-    for hold in holds:
-        mine = [r for r in runs if r["hold"] == hold]
-        later = [r["semantic_ids_per_10s"]["later_mean"] for r in mine
-                 if r["semantic_ids_per_10s"] and r["semantic_ids_per_10s"]["later_mean"] is not None]
-        fields = [f for f in FIELDS + ("profile_key", "semantic_key") if all(f in r["agreement"] for r in mine)]
-        summary.append({"hold": hold, **{field: round(statistics.fmean(r["agreement"][field]["share"] for r in mine), 3)
-                                         for field in fields},
-                        "semantic_ids_per_10s_later": round(statistics.fmean(later), 1) if later else None,
-                        "movement_first_10s": round(statistics.fmean(r["movement_first_10s"] for r in mine), 3),
-                        "movement_after_first_segment": round(statistics.fmean(
-                            s["movement"] for r in mine for s in r["segments"][1:]), 3) if len(mine[0]["segments"]) > 1
-                        else None})
+    reference = corpus_pieces(args.reference, args.seconds, args.segment, metric) if args.reference else []
+    summary = [summarise(hold, [r for r in runs if r["hold"] == hold]) for hold in holds]
+    if reference:
+        summary.append(summarise(None, reference))
     result = {"command": command_line(argv), "pipeline": args.pipeline, "prompt": args.prompt,
               "seconds": args.seconds, "segment_seconds": args.segment, "seeds": seeds, "holds": holds,
-              "summary": summary, "runs": runs, "machine": machine_info(load)}
+              "summary": summary, "runs": runs, "reference": reference, "machine": machine_info(load)}
     write_results(args.out_dir, "longform_stability", result, markdown(result))
     print(markdown(result))
     return result
+
+
+def summarise(hold: float | None, mine: list[dict]) -> dict:
+    """Means over the runs of one hold (None: the corpus pieces)."""
+    later = [r["semantic_ids_per_10s"]["later_mean"] for r in mine
+             if r["semantic_ids_per_10s"] and r["semantic_ids_per_10s"]["later_mean"] is not None]
+    fields = [f for f in FIELDS + ("profile_key", "semantic_key") if all(f in r["agreement"] for r in mine)]
+    return {"hold": hold, **{field: round(statistics.fmean(r["agreement"][field]["share"] for r in mine), 3)
+                             for field in fields},
+            "semantic_ids_per_10s_later": round(statistics.fmean(later), 1) if later else None,
+            "movement_first_10s": round(statistics.fmean(r["movement_first_10s"] for r in mine), 3),
+            "movement_after_first_segment": round(statistics.fmean(
+                s["movement"] for r in mine for s in r["segments"][1:]), 3) if len(mine[0]["segments"]) > 1 else None}
 
 
 def _or_dash(value, spec: str = "") -> str:
@@ -160,7 +205,8 @@ def _or_dash(value, spec: str = "") -> str:
 
 def summary_row(s: dict) -> str:
     """One hold's line of the summary table."""
-    cells = [f"{s['hold']:g}", f"{s['tempo_class']:.0%}", f"{s['key']:.0%}", f"{s['mode']:.0%}",
+    name = "corpus pieces" if s["hold"] is None else f"{s['hold']:g}"
+    cells = [name, f"{s['tempo_class']:.0%}", f"{s['key']:.0%}", f"{s['mode']:.0%}",
              f"{s['profile_key']:.0%}", _or_dash(s.get("semantic_key"), ".0%"),
              _or_dash(s["semantic_ids_per_10s_later"]),
              f"{s['movement_first_10s']} / {_or_dash(s['movement_after_first_segment'])}"]
@@ -177,7 +223,8 @@ NOTES = ("Means over the seeds. The key estimator adds a bonus for the bass of a
          "anywhere, so the table also gives the key from the pitch profile alone (the same estimator with "
          "`opening_weight: 0`). The estimators themselves are right on about 87% (tempo class), 69-75% (key) and "
          "83-89% (mode) of rendered clips (docs/benchmarks/estimator_accuracy.md), so full agreement is not "
-         "expected even from a perfectly stable piece.")
+         "expected even from a perfectly stable piece: the *corpus pieces* row measures rendered pieces of the same "
+         "length, each with one tempo and one key throughout, as that ceiling.")
 
 
 def markdown(result: dict) -> str:
@@ -193,13 +240,18 @@ def markdown(result: dict) -> str:
     lines = ["# Long-form stability", "", intro, "", SUMMARY_HEADER, "|---:|---:|---:|---:|---:|---:|---:|---:|",
              *[summary_row(s) for s in result["summary"]], "", NOTES, "", "## Every run", "", RUNS_HEADER,
              "|---:|---:|---:|---:|---:|---|---|---|---|---:|"]
-    for r in runs:
-        lines += [f"| {r['hold']:g} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
+    reference = result.get("reference", [])
+    for r in runs + reference:
+        hold = "corpus" if r["hold"] is None else f"{r['hold']:g}"
+        lines += [f"| {hold} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
                   f"{s['tempo_class']} | {s['key']} {s['mode']} | {s['profile_key']} | {s.get('semantic_key', '-')} | "
                   f"{s['movement']} |" for s in r["segments"]]
     variety = "; ".join(f"hold {r['hold']:g} seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
                         f"{r['semantic_ids_per_10s']['later_mean']}" for r in runs if r["semantic_ids_per_10s"])
     lines += ["", f"Semantic ids per 10 s (opening window / mean of the later ones): {variety}.", ""]
+    if reference:
+        lines += ["Corpus pieces (`cadenza corpus` renders of the same length; in the tables, seed is the piece's "
+                  "number): " + "; ".join(f"{r['seed']}: \"{r['caption']}\"" for r in reference) + ".", ""]
     return "\n".join(lines)
 
 

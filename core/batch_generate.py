@@ -170,7 +170,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
         registry = get_registry()
         pipeline = load_pipeline(args.pipeline, registry)
-        check_long_form(args.window, args.overlap, pipeline.spec.output.seconds)
+        check_long_form(args.window, args.overlap, pipeline.spec.output)
         todo, prime_problems = _check_primes(todo, pipeline.spec.output.seconds, path)
         for problem in prime_problems:
             print(problem, file=sys.stderr)

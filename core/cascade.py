@@ -132,8 +132,9 @@ class Cascade:
 
     @property
     def default_window(self) -> float:
-        """Long-form window when none is given: 10 s, or the spec's ``output.seconds`` if longer."""
-        return default_window(self.pipeline.spec.output.seconds)
+        """Window when none is given: the spec's ``output.window``, else 10 s (or ``output.seconds`` if longer)."""
+        output = self.pipeline.spec.output
+        return default_window(output.seconds, output.window)
 
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
                  progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
@@ -152,8 +153,9 @@ class Cascade:
         what follows it. Output with a prime is not peak-normalised: the prime sets the level.
 
         ``seconds`` longer than ``window`` (default :attr:`default_window`) is generated window
-        by window, each continuing the last ``overlap`` seconds (default half a window) of the
-        one before at token level: see :mod:`cadenza.core.longform`.
+        by window, each continuing the last ``overlap`` seconds of the one before at token level:
+        see :mod:`cadenza.core.longform`. Without a ``window`` the spec's ``output.window`` and
+        ``output.overlap`` apply; otherwise (and without them) the overlap is half a window.
 
         ``melody``: a :class:`cadenza.core.melody.Melody`, or one per prompt (all or none), to
         follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
@@ -178,6 +180,8 @@ class Cascade:
         seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
         batch = len(prompts)
         seeds = check_seeds(seed, batch)
+        if window is None and overlap is None:
+            overlap = self.pipeline.spec.output.overlap
         window, overlap = check_window(window, overlap, self.default_window)
         if only_new and prime is None:
             raise InputError("only_new needs a prime: without one, all of the audio is new")

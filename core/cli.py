@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="metric plugin that scores candidates, higher is better (default: text-similarity, the "
                      "pipeline conditioner's audio-text similarity, as MusicLM's MuLan reranking)")
     gen.add_argument("--window", type=float, default=None, metavar="S",
-                     help="long-form window in seconds (default: 10, or the spec's output.seconds if longer)")
+                     help="generation window in seconds (default: the spec's output.window; without one 10, or the spec's "
+                     "output.seconds if longer)")
     gen.add_argument("--overlap", type=float, default=None, metavar="S",
-                     help="seconds of each window's tail the next window continues from (default: half the window)")
+                     help="seconds of each window's tail the next window continues from (default: the spec's output.overlap "
+                     "when the window is the spec's, else half the window)")
     gen.add_argument("--hold", type=float, default=None, metavar="PENALTY",
                      help="long-form piece memory: logit penalty on the tokens the piece's opening did not use, so "
                      "later windows keep its key and sound (default: the spec's output.hold; 0: off)")

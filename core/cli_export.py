@@ -17,6 +17,7 @@ validated like ``cadenza validate`` would.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -181,4 +182,30 @@ def run(args: argparse.Namespace) -> int:
     load_pipeline(spec_file, registry)  # what `cadenza validate` checks; a failure here is a bug
     print(f"wrote {spec_file} ({', '.join(f'{n} <- {f}' for n, f, _, _ in plan)}); "
           f"run `cadenza generate --pipeline {spec_file} PROMPT`", file=sys.stderr)
+    note = _window_note(pipeline.spec.output, [(n, f) for n, f, _, kind in plan if kind == "stage"])
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def _window_note(output: Any, stage_runs: list[tuple[str, Path]]) -> str | None:
+    """A note when the spec sets no window and a stage was trained on shorter crops than the one
+    pass it will be asked for: past its crop length a stage meets positions it never saw, and its
+    music stills (docs/generation.md). A window the spec sets is its author's choice."""
+    from cadenza.core.longform import default_window
+
+    if output.window is not None:
+        return None
+    crops = {}
+    for name, folder in stage_runs:
+        try:
+            crops[name] = float(json.loads((folder / "run.json").read_text())["args"]["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no crop length recorded (None: whole cached clips): nothing to compare
+    window = default_window(output.seconds)
+    if not crops or min(crops.values()) >= window:
+        return None
+    name = min(crops, key=crops.get)
+    return (f"note: stage {name!r} was trained on {crops[name]:g} s crops, but this pipeline generates up to "
+            f"{window:g} s in one pass; set output.window: {crops[name]:g} in the spec to generate window by "
+            "window at the length it was trained on")

@@ -14,6 +14,7 @@ import datetime
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from cadenza.core.errors import InputError
 
@@ -103,10 +104,11 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
     return sidecar
 
 
-def check_long_form(window: float | None, overlap: float | None, spec_seconds: float | None = None,
+def check_long_form(window: float | None, overlap: float | None, output: Any = None,
                     hold: float | None = None) -> None:
-    """Refuse a bad --window, --overlap or --hold before any model is built (without --window and
-    the spec's seconds, the overlap is only checked for sign: the default window is not known yet)."""
+    """Refuse a bad --window, --overlap or --hold before any model is built. ``output`` is the
+    spec's ``OutputSpec`` once it is loaded (it sets the default window); before, without
+    --window, the overlap is only checked for sign: the default window is not known yet."""
     from cadenza.core.longform import check_window, default_window
     from cadenza.core.piece_memory import check_strength
 
@@ -115,7 +117,7 @@ def check_long_form(window: float | None, overlap: float | None, spec_seconds: f
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
     if window is None:
-        window = 1e300 if spec_seconds is None else default_window(spec_seconds)
+        window = 1e300 if output is None else default_window(output.seconds, output.window)
     try:
         check_window(window, overlap)
     except InputError as exc:
@@ -215,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--melody: {problem}")
         melody = read_melody(args.melody, args.melody_source, registry)
     seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
-    check_long_form(args.window, args.overlap, pipeline.spec.output.seconds)
+    check_long_form(args.window, args.overlap, pipeline.spec.output)
     if prime is not None:
         check_prime_length(args.prime, prime, prime_rate, seconds)
     cascade = Cascade(pipeline, registry, device=args.device)

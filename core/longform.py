@@ -52,8 +52,11 @@ class Window:
         return {"start": round(self.start, 6), "new": round(self.new, 6), "end": round(self.end, 6)}
 
 
-def default_window(spec_seconds: float) -> float:
-    """The window when none is given: 10 s, or the spec's ``output.seconds`` if that is longer."""
+def default_window(spec_seconds: float, spec_window: float | None = None) -> float:
+    """The window when none is given: the spec's ``output.window``; without one 10 s, or the
+    spec's ``output.seconds`` if that is longer (one pass)."""
+    if spec_window is not None:
+        return float(spec_window)
     return max(DEFAULT_WINDOW, float(spec_seconds))
 
 

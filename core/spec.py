@@ -23,6 +23,9 @@ Shape::
         sampler: {name: top-k, params: {k: 50}}
         guidance_scale: 3.0           # classifier-free guidance; 1 = off
     output: {seconds: 5.0, peak_dbfs: -1.0, hold: 0.0}   # hold: long-form piece memory, 0 = off
+    # output may also set window / overlap (seconds): the generation window, e.g. the length the
+    # stages were trained on (default: one pass up to 10 s), and how much of each window continues
+    # the one before (default: half the window)
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ COMPONENT_KEYS = ("name", "params", "weights")
 SAMPLER_KEYS = ("name", "params")
 STAGE_KEYS = ("name", "role", "model", "params", "weights", "reads", "writes",
               "conditioning", "sampler", "guidance_scale")
-OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold")
+OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap")
 DEFAULT_SAMPLER = "top-k"
 
 
@@ -72,6 +75,8 @@ class OutputSpec:
     seconds: float = 5.0
     peak_dbfs: float | None = -1.0  # peak-normalise to this level; None only clips to [-1, 1]
     hold: float = 0.0  # long-form piece memory: logit penalty on tokens the opening did not use; 0 = off
+    window: float | None = None  # generation window, seconds; None: one pass up to 10 s (or ``seconds``)
+    overlap: float | None = None  # seconds of each window continuing the last; None: half the window
 
 
 @attrs.frozen
@@ -198,7 +203,22 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     if not _is_number(hold) or not 0 <= hold < float("inf"):
         problems.append((("output", "hold"), f"hold must be a number >= 0 (0: off), got {hold!r}"))
         hold = 0.0
-    return OutputSpec(float(seconds), None if peak is None else float(peak), float(hold))
+    window, overlap = node.get("window"), node.get("overlap")
+    if window is not None and (not _is_number(window) or not 0 < window < float("inf")):
+        problems.append((("output", "window"), f"window must be a positive number of seconds or null, got {window!r}"))
+        window = None
+    if overlap is not None and (not _is_number(overlap) or not 0 <= overlap < float("inf")):
+        problems.append((("output", "overlap"), f"overlap must be a number of seconds >= 0 or null, got {overlap!r}"))
+        overlap = None
+    elif overlap is not None and window is None:
+        problems.append((("output", "overlap"), "overlap needs a window: set output.window too"))
+        overlap = None
+    elif overlap is not None and overlap >= window:
+        message = f"overlap ({overlap:g} s) must be shorter than the window ({window:g} s)"
+        problems.append((("output", "overlap"), message))
+        overlap = None
+    return OutputSpec(float(seconds), None if peak is None else float(peak), float(hold),
+                      None if window is None else float(window), None if overlap is None else float(overlap))
 
 
 def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | None, Problems]:
@@ -263,5 +283,7 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
         for s in spec.stages
     ]
     data["output"] = {"seconds": spec.output.seconds, "peak_dbfs": spec.output.peak_dbfs,
-                      **({"hold": spec.output.hold} if spec.output.hold else {})}
+                      **({"hold": spec.output.hold} if spec.output.hold else {}),
+                      **({"window": spec.output.window} if spec.output.window is not None else {}),
+                      **({"overlap": spec.output.overlap} if spec.output.overlap is not None else {})}
     return data

@@ -36,13 +36,16 @@ def test_corpus_speed_quick(tmp_path):
 def test_longform_stability_quick(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "longform_stability.py"), "--pipeline", "tiny-random",
                     "--seconds", "3", "--segment", "1", "--seeds", "0,1", "--hold", "0", "--hold", "4",
-                    "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+                    "--reference", "1", "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
     result = json.loads((tmp_path / "longform_stability.json").read_text())
     assert [(r["hold"], r["seed"]) for r in result["runs"]] == [(0, 0), (0, 1), (4, 0), (4, 1)]
     run = result["runs"][0]
     assert len(run["segments"]) == 3 and set(run["agreement"]) == {"tempo_class", "key", "mode", "profile_key"}
-    assert 0 < run["agreement"]["key"]["share"] <= 1 and [s["hold"] for s in result["summary"]] == [0, 4]
-    assert "| 4 | 1 | 2 |" in (tmp_path / "longform_stability.md").read_text()
+    assert 0 < run["agreement"]["key"]["share"] <= 1 and [s["hold"] for s in result["summary"]] == [0, 4, None]
+    piece = result["reference"][0]  # a rendered corpus piece of the same length: the ceiling row
+    assert len(piece["segments"]) == 3 and piece["caption"] and 0 < piece["agreement"]["tempo_class"]["share"] <= 1
+    page = (tmp_path / "longform_stability.md").read_text()
+    assert "| 4 | 1 | 2 |" in page and "| corpus pieces |" in page and "| corpus | 0 | 2 |" in page
 
 
 def test_longform_stability_helpers():
@@ -75,11 +78,17 @@ def test_longform_stability_helpers():
 
 def test_movement_over_time_quick(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "movement_over_time.py"), "--pipeline", "tiny-random",
-                    "--n", "3", "--seconds", "4", "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+                    "--n", "3", "--seconds", "4", "--window", "10", "--window", "2", "--window", "spec",
+                    "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
     result = json.loads((tmp_path / "movement_over_time.json").read_text())
-    assert result["clips"] == 3 and len(result["corpus"]) == len(result["generated"]) == 4
-    assert all(0 <= v <= 2 for v in result["corpus"] + result["generated"]) and max(result["corpus"]) > 0.05
-    assert "| corpus |" in (tmp_path / "movement_over_time.md").read_text()
+    one_pass, windowed, spec = result["generated"]
+    assert spec["window"] is None  # tiny-random sets no window: one pass
+    assert result["clips"] == 3 and len(result["corpus"]) == len(one_pass["quarters"]) == 4
+    assert one_pass["window"] is None and (windowed["window"], windowed["overlap"]) == (2.0, 1.0)
+    values = result["corpus"] + one_pass["quarters"] + windowed["quarters"]
+    assert all(0 <= v <= 2 for v in values) and max(result["corpus"]) > 0.05
+    page = (tmp_path / "movement_over_time.md").read_text()
+    assert "| corpus |" in page and "| tiny-random, one pass |" in page and "2 s windows, 1 s overlap" in page
 
 
 def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):

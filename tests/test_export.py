@@ -73,6 +73,19 @@ def test_export_validate_generate(runs, cli, tmp_path):
         torch.testing.assert_close(value, trained[key])
 
 
+def test_export_notes_a_window_longer_than_the_training_crops(runs, cli, tmp_path):
+    spec, _, run = runs
+    args = ("--run", f"coarse={run['coarse']}", "--run", f"fine={run['fine']}")
+    code, _, err = cli("export", "-p", spec, *args, "--out", tmp_path / "a")
+    assert code == 0 and "was trained on 0.4 s crops, but this pipeline generates up to 10 s in one pass" in err
+    assert "set output.window: 0.4" in err
+    windowed = tmp_path / "windowed.yaml"
+    windowed.write_text(spec.read_text().replace("output: {seconds: 0.5}", "output: {seconds: 0.5, window: 0.5}"))
+    code, _, err = cli("export", "-p", windowed, *args, "--out", tmp_path / "b")
+    assert code == 0 and "note:" not in err  # a window the spec sets is its author's choice
+    assert yaml.safe_load((tmp_path / "b" / "pipeline.yaml").read_text())["output"]["window"] == 0.5
+
+
 def test_export_points_the_conditioner_at_a_mulan_run(runs, cli, tmp_path):
     spec, _, run = runs
     cascade = Cascade.from_spec(spec)

@@ -66,6 +66,61 @@ def test_defaults_are_ten_seconds_or_the_specs_length_and_half_overlap(cascade):
     assert cascade.default_window == 10.0
 
 
+def windowed_cascade(tmp_path, output: str) -> Cascade:
+    from tiny_specs import TINY_SPEC
+
+    path = tmp_path / "windowed.yaml"
+    path.write_text(TINY_SPEC.replace("output: {seconds: 0.5}", f"output: {output}"))
+    return Cascade.from_spec(path, registry=discover(environ={}))
+
+
+def test_the_specs_window_and_overlap_are_the_defaults(tmp_path):
+    cascade = windowed_cascade(tmp_path, "{seconds: 0.5, window: 1.0, overlap: 0.25}")
+    assert cascade.default_window == 1.0
+    result = cascade.generate("a slow piano", seconds=2.5, seed=1)
+    assert result.window == 1.0 and result.overlap == 0.25 and len(result.windows) == 3
+    assert cascade.generate("a slow piano", seconds=0.8, seed=1).windows == ()  # shorter than the window: one pass
+    given = cascade.generate("a slow piano", seconds=2.5, seed=1, window=2.0)  # another window: half of it overlaps
+    assert given.window == 2.0 and given.overlap == 1.0
+    assert cascade.generate("a slow piano", seconds=2.5, seed=1, overlap=0.5).overlap == 0.5
+    from cadenza.core.spec import spec_to_dict
+
+    assert spec_to_dict(cascade.pipeline.spec)["output"] == {"seconds": 0.5, "peak_dbfs": -1.0, "window": 1.0,
+                                                             "overlap": 0.25}
+
+
+def test_the_specs_window_without_overlap_overlaps_by_half(tmp_path):
+    result = windowed_cascade(tmp_path, "{seconds: 0.5, window: 1.0}").generate("x", seconds=1.6, seed=0)
+    assert result.window == 1.0 and result.overlap == 0.5
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("{window: 0}", "window must be a positive number of seconds or null, got 0"),
+    ("{window: 2, overlap: -1}", "overlap must be a number of seconds >= 0 or null, got -1"),
+    ("{window: 2, overlap: 2}", "overlap (2 s) must be shorter than the window (2 s)"),
+    ("{overlap: 1}", "overlap needs a window: set output.window too"),
+])
+def test_bad_window_in_a_spec_is_one_line_naming_file_and_line(tmp_path, output, message):
+    from cadenza.core.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        windowed_cascade(tmp_path, output)
+    assert str(caught.value).endswith(f"windowed.yaml:30: {message}")
+
+
+def test_generate_command_uses_the_specs_window(cli, tiny_spec, tmp_path):
+    spec = tmp_path / "windowed.yaml"
+    spec.write_text(Path(tiny_spec).read_text().replace("output: {seconds: 0.5}",
+                                                         "output: {seconds: 0.5, window: 1.0, overlap: 0.5}"))
+    out = tmp_path / "w.wav"
+    code, _, stderr = cli("generate", "a drone", "-p", spec, "-s", "2", "-o", out)
+    assert code == 0, stderr
+    assert "long-form generation in 3 windows of 1 s overlapping by 0.5 s" in stderr
+    code, _, stderr = cli("generate", "x", "-p", spec, "--overlap", "1", "-o", tmp_path / "x.wav")
+    assert code == 2 and "--overlap (1 s) must be shorter than the window (1 s)" in stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
 # -- generation -----------------------------------------------------------------------------------
 
 

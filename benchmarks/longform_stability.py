@@ -17,6 +17,9 @@ held the key by freezing the music would score perfectly, it also reports how ma
 semantic tokens each 10 s of the piece uses after its opening window, next to the opening's,
 and how much the sound moves: one minus the cosine similarity of mel spectra half a second
 apart (level removed), per segment and for the first 10 s. A frozen drone scores near 0.
+The same measures on pieces ``cadenza corpus`` renders at the same length (``--reference``),
+each with one tempo and one key throughout, show what the estimators can report for a piece
+that does not drift: the ceiling of the generated rows.
 
     python benchmarks/longform_stability.py                    # 180 s, seeds 0-2 -> docs/benchmarks/
     python benchmarks/longform_stability.py --seconds 60 --segment 20 --seeds 0 --out-dir scratch   # quicker

@@ -124,28 +124,35 @@ def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: 
             "segments": segments, "agreement": agreement, "semantic_ids_per_10s": variety}
 
 
-def corpus_pieces(count: int, seconds: float, segment: float, metric, seed: int = 2026) -> list[dict]:
-    """The same measures on ``count`` pieces that ``cadenza corpus`` renders at ``seconds`` long:
-    each keeps one tempo and one key throughout, so their agreement is what the estimators can
-    show for a piece that does not drift (the ceiling of the generated rows)."""
+def rendered_corpus(count: int, seconds: float, seed: int):
+    """Yield ``(manifest row, audio [C, S], rate)`` for ``count`` clips that ``cadenza corpus``
+    renders at ``seconds`` long into a temporary folder (gone once the loop ends)."""
     import json
     import tempfile
 
     from cadenza.core.audio import load_audio
     from cadenza.core.corpus import Settings, build
 
-    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "corpus"
         build(folder, count, Settings(seed=seed, seconds=seconds), progress=False)
-        rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line.strip()]
-        for k, row in enumerate(rows):
-            audio, rate = load_audio(folder / row["audio"])
-            segments = measured_segments(audio, rate, segment, metric)
-            runs.append({"seed": k, "hold": None, "caption": row["caption"], "segments": segments,
-                         "agreement": agreement_of(segments, FIELDS + ("profile_key",)),
-                         "movement_first_10s": movement(audio[:, :round(min(10.0, seconds) * rate)], rate),
-                         "semantic_ids_per_10s": None})
+        for line in (folder / "manifest.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                yield (row, *load_audio(folder / row["audio"]))
+
+
+def corpus_pieces(count: int, seconds: float, segment: float, metric, seed: int = 2026) -> list[dict]:
+    """The same measures on ``count`` pieces that ``cadenza corpus`` renders at ``seconds`` long:
+    each keeps one tempo and one key throughout, so their agreement is what the estimators can
+    show for a piece that does not drift (the ceiling of the generated rows)."""
+    runs = []
+    for k, (row, audio, rate) in enumerate(rendered_corpus(count, seconds, seed)):
+        segments = measured_segments(audio, rate, segment, metric)
+        runs.append({"seed": k, "hold": None, "caption": row["caption"], "segments": segments,
+                     "agreement": agreement_of(segments, FIELDS + ("profile_key",)),
+                     "movement_first_10s": movement(audio[:, :round(min(10.0, seconds) * rate)], rate),
+                     "semantic_ids_per_10s": None})
     return runs
 
 

@@ -17,9 +17,7 @@ its training data. Generating in windows no longer than the stages' training cro
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -63,22 +61,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.seconds < 4:
         parser.error("--seconds must be at least 4: each quarter needs a second for half-second spectrum pairs")
 
+    from longform_stability import rendered_corpus
     from recording import command_line, load_average, machine_info, write_results
 
-    from cadenza.core.audio import load_audio
     from cadenza.core.cascade import Cascade
-    from cadenza.core.corpus import Settings, build
 
     load = load_average()
     cascade = Cascade.from_spec(args.pipeline)
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        build(corpus, args.n, Settings(seed=args.seed, seconds=args.seconds), progress=False)
-        rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-        real = []
-        for row in rows:
-            audio, rate = load_audio(corpus / row["audio"])
-            real.append(quarters(audio, rate))
+    rows, real = [], []
+    for row, audio, rate in rendered_corpus(args.n, args.seconds, args.seed):
+        rows.append(row)
+        real.append(quarters(audio, rate))
     generated, started = [], time.perf_counter()
     for window in args.window or [None]:
         clips, used = [], None

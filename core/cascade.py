@@ -27,8 +27,8 @@ import attrs
 
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import InputError
-from cadenza.core.longform import (DECODE_MARGIN, check_window, decode_chunked, default_window, frames_before,
-                                   plan_windows, window_frames)
+from cadenza.core.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
+                                   resolve_window, window_frames)
 from cadenza.core.prompts import check_prompts
 from cadenza.core.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
@@ -180,9 +180,7 @@ class Cascade:
         seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
         batch = len(prompts)
         seeds = check_seeds(seed, batch)
-        if window is None and overlap is None:
-            overlap = self.pipeline.spec.output.overlap
-        window, overlap = check_window(window, overlap, self.default_window)
+        window, overlap = resolve_window(window, overlap, self.pipeline.spec.output)
         if only_new and prime is None:
             raise InputError("only_new needs a prime: without one, all of the audio is new")
         melodies = melody_rows(melody, batch)

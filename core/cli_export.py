@@ -193,13 +193,14 @@ def _window_note(output: Any, stage_runs: list[tuple[str, Path]]) -> str | None:
     pass it will be asked for: past its crop length a stage meets positions it never saw, and its
     music stills (docs/generation.md). A window the spec sets is its author's choice."""
     from cadenza.core.longform import default_window
+    from cadenza.core.trainer import RUN_FILE
 
     if output.window is not None:
         return None
     crops = {}
     for name, folder in stage_runs:
         try:
-            crops[name] = float(json.loads((folder / "run.json").read_text())["args"]["seconds"])
+            crops[name] = float(json.loads((folder / RUN_FILE).read_text())["args"]["seconds"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # no crop length recorded (None: whole cached clips): nothing to compare
     window = default_window(output.seconds)

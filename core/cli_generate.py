@@ -109,17 +109,18 @@ def check_long_form(window: float | None, overlap: float | None, output: Any = N
     """Refuse a bad --window, --overlap or --hold before any model is built. ``output`` is the
     spec's ``OutputSpec`` once it is loaded (it sets the default window); before, without
     --window, the overlap is only checked for sign: the default window is not known yet."""
-    from cadenza.core.longform import check_window, default_window
+    from cadenza.core.longform import check_window, resolve_window
     from cadenza.core.piece_memory import check_strength
 
     try:
         check_strength(hold)
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
-    if window is None:
-        window = 1e300 if output is None else default_window(output.seconds, output.window)
     try:
-        check_window(window, overlap)
+        if output is None:
+            check_window(1e300 if window is None else window, overlap)
+        else:
+            resolve_window(window, overlap, output)
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
 

@@ -78,6 +78,15 @@ def check_window(window: float | None, overlap: float | None, default: float = D
     return window, float(overlap)
 
 
+def resolve_window(window: float | None, overlap: float | None, output: Any) -> tuple[float, float]:
+    """``(window, overlap)`` of a run of a spec whose ``OutputSpec`` is ``output``, given these
+    overrides: without either, the spec's window and overlap; otherwise (and where the spec has
+    none) half the window overlaps."""
+    if window is None and overlap is None:
+        overlap = output.overlap
+    return check_window(window, overlap, default_window(output.seconds, output.window))
+
+
 def plan_windows(seconds: float, window: float, overlap: float, prime: float = 0.0) -> list[Window]:
     """The windows that take ``prime`` existing seconds to ``seconds``.
 

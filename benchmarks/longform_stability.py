@@ -4,7 +4,9 @@ Why: long-form generation continues each window from the tail of the last; a pie
 drifts (tempo halves, the key wanders) sounds stitched even without audible seams. This
 generates long clips with a pipeline (the bundled `default` unless told otherwise) for a few
 seeds, each with piece memory off and at the strengths asked for (``--hold``, default: off and
-the spec's ``output.hold``; see cadenza/core/piece_memory.py), cuts each into 30 s segments,
+the spec's ``output.hold``; see cadenza/core/piece_memory.py) and with the beat grid at each
+``--beat`` scale (default: off and the spec's ``output.beat``; cadenza/core/beat_grid.py), cuts
+each into 30 s segments,
 runs the corpus attribute estimators on each, and reports how many segments agree with the
 piece's most common tempo class, key and mode (and key from the pitch profile alone,
 without the estimator's opening-bass bonus, which is arbitrary mid-piece). With the ``music-features`` semantic tokenizer,
@@ -28,6 +30,7 @@ that does not drift: the ceiling of the generated rows.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections import Counter
@@ -35,6 +38,7 @@ from pathlib import Path
 
 PROMPT = "a calm piano piece in D minor at a medium tempo, soft, no drums"
 FIELDS = ("tempo_class", "key", "mode")
+BPM_TOLERANCE = 0.08  # a segment's tempo is the piece's when within 8% of the piece's median BPM
 
 
 def semantic_chroma(cascade):
@@ -89,19 +93,27 @@ def measured_segments(audio, rate: int, segment: float, metric) -> list[dict]:
 
 
 def agreement_of(segments: list[dict], fields) -> dict:
-    """Per field: the most common value over the segments and the share that has it."""
+    """Per field: the most common value over the segments and the share that has it; for
+    ``bpm``, the median tempo and the share of segments within :data:`BPM_TOLERANCE` of it
+    (a tempo class hides a drift from 95 to 110 BPM and splits 88 from 92)."""
     out = {}
     for field in fields:
         value, count = Counter(s[field] for s in segments).most_common(1)[0]
         out[field] = {"most_common": value, "share": round(count / len(segments), 3)}
+    tempi = [s["bpm"] for s in segments if math.isfinite(s["bpm"])]
+    if tempi:
+        median = statistics.median(tempi)
+        steady = sum(abs(bpm / median - 1) <= BPM_TOLERANCE for bpm in tempi)
+        out["bpm"] = {"median": round(median, 1), "share": round(steady / len(segments), 3)}
     return out
 
 
-def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float) -> dict:
+def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float,
+            beat: float = 0.0) -> dict:
     """One generation: its segments, their agreement, and the semantic tokens used per window."""
     chroma = semantic_chroma(cascade)
     started = time.perf_counter()
-    generation = cascade.generate([prompt], seconds=seconds, seed=seed, hold=hold)
+    generation = cascade.generate([prompt], seconds=seconds, seed=seed, hold=hold, beat=beat)
     wall = time.perf_counter() - started
     rate, audio = generation.sample_rate, generation.audio[0]
     segments = measured_segments(audio, rate, segment, metric)
@@ -119,7 +131,8 @@ def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: 
         if counts:
             variety = {"opening": counts[0], "later_mean": round(statistics.fmean(counts[1:]), 1) if counts[1:] else None}
     opening = movement(audio[:, :round(min(10.0, seconds) * rate)], rate)
-    return {"seed": seed, "hold": hold, "windows": len(generation.windows) or 1, "wall_s": round(wall, 1),
+    return {"seed": seed, "hold": hold, "beat": beat, "pulse": generation.beats[0] if generation.beats else None,
+            "windows": len(generation.windows) or 1, "wall_s": round(wall, 1),
             "movement_first_10s": opening,
             "segments": segments, "agreement": agreement, "semantic_ids_per_10s": variety}
 
@@ -149,7 +162,7 @@ def corpus_pieces(count: int, seconds: float, segment: float, metric, seed: int 
     runs = []
     for k, (row, audio, rate) in enumerate(rendered_corpus(count, seconds, seed)):
         segments = measured_segments(audio, rate, segment, metric)
-        runs.append({"seed": k, "hold": None, "caption": row["caption"], "segments": segments,
+        runs.append({"seed": k, "hold": None, "beat": None, "caption": row["caption"], "segments": segments,
                      "agreement": agreement_of(segments, FIELDS + ("profile_key",)),
                      "movement_first_10s": movement(audio[:, :round(min(10.0, seconds) * rate)], rate),
                      "semantic_ids_per_10s": None})
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--hold", type=float, action="append", default=None,
                         help="piece-memory strength to run, repeatable (default: 0 and the spec's output.hold)")
+    parser.add_argument("--beat", type=float, action="append", default=None,
+                        help="beat-grid scale to run, repeatable (default: 0 and the spec's output.beat)")
     parser.add_argument("--reference", type=int, default=6, metavar="N",
                         help="corpus pieces of the same length to measure as the ceiling (default: 6; 0: none)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks")
@@ -182,27 +197,29 @@ def main(argv: list[str] | None = None) -> dict:
     metric = entry.build(entry.config())
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     holds = args.hold if args.hold else sorted({0.0, cascade.pipeline.spec.output.hold})
-    runs = [measure(cascade, metric, args.prompt, args.seconds, args.segment, seed, hold)
-            for hold in holds for seed in seeds]
+    beats = args.beat if args.beat else sorted({0.0, cascade.pipeline.spec.output.beat})
+    settings = [(hold, beat) for hold in holds for beat in beats]
+    runs = [measure(cascade, metric, args.prompt, args.seconds, args.segment, seed, hold, beat)
+            for hold, beat in settings for seed in seeds]
     reference = corpus_pieces(args.reference, args.seconds, args.segment, metric) if args.reference else []
-    summary = [summarise(hold, [r for r in runs if r["hold"] == hold]) for hold in holds]
+    summary = [summarise([r for r in runs if (r["hold"], r["beat"]) == pair]) for pair in settings]
     if reference:
-        summary.append(summarise(None, reference))
+        summary.append(summarise(reference))
     result = {"command": command_line(argv), "pipeline": args.pipeline, "prompt": args.prompt,
-              "seconds": args.seconds, "segment_seconds": args.segment, "seeds": seeds, "holds": holds,
+              "seconds": args.seconds, "segment_seconds": args.segment, "seeds": seeds, "holds": holds, "beats": beats,
               "summary": summary, "runs": runs, "reference": reference, "machine": machine_info(load)}
     write_results(args.out_dir, "longform_stability", result, markdown(result))
     print(markdown(result))
     return result
 
 
-def summarise(hold: float | None, mine: list[dict]) -> dict:
-    """Means over the runs of one hold (None: the corpus pieces)."""
+def summarise(mine: list[dict]) -> dict:
+    """Means over the runs of one setting (hold and beat None: the corpus pieces)."""
     later = [r["semantic_ids_per_10s"]["later_mean"] for r in mine
              if r["semantic_ids_per_10s"] and r["semantic_ids_per_10s"]["later_mean"] is not None]
-    fields = [f for f in FIELDS + ("profile_key", "semantic_key") if all(f in r["agreement"] for r in mine)]
-    return {"hold": hold, **{field: round(statistics.fmean(r["agreement"][field]["share"] for r in mine), 3)
-                             for field in fields},
+    fields = [f for f in ("bpm",) + FIELDS + ("profile_key", "semantic_key") if all(f in r["agreement"] for r in mine)]
+    return {"hold": mine[0]["hold"], "beat": mine[0]["beat"],
+            **{field: round(statistics.fmean(r["agreement"][field]["share"] for r in mine), 3) for field in fields},
             "semantic_ids_per_10s_later": round(statistics.fmean(later), 1) if later else None,
             "movement_first_10s": round(statistics.fmean(r["movement_first_10s"] for r in mine), 3),
             "movement_after_first_segment": round(statistics.fmean(
@@ -213,20 +230,26 @@ def _or_dash(value, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def setting(run: dict) -> str:
+    """A run's (or summary row's) hold and beat, as the tables name them."""
+    return "corpus pieces" if run["hold"] is None else f"hold {run['hold']:g}, beat {run['beat']:g}"
+
+
 def summary_row(s: dict) -> str:
-    """One hold's line of the summary table."""
-    name = "corpus pieces" if s["hold"] is None else f"{s['hold']:g}"
-    cells = [name, f"{s['tempo_class']:.0%}", f"{s['key']:.0%}", f"{s['mode']:.0%}",
+    """One setting's line of the summary table."""
+    name = setting(s)
+    cells = [name, _or_dash(s.get("bpm"), ".0%"), f"{s['tempo_class']:.0%}", f"{s['key']:.0%}", f"{s['mode']:.0%}",
              f"{s['profile_key']:.0%}", _or_dash(s.get("semantic_key"), ".0%"),
              _or_dash(s["semantic_ids_per_10s_later"]),
              f"{s['movement_first_10s']} / {_or_dash(s['movement_after_first_segment'])}"]
     return "| " + " | ".join(cells) + " |"
 
 
-SUMMARY_HEADER = ("| hold | tempo class agreement | key agreement | mode agreement | key without the opening bass | "
+SUMMARY_HEADER = ("| setting | BPM within 8% of the piece's median | tempo class agreement | key agreement | "
+                  "mode agreement | key without the opening bass | "
                   "semantic-token key agreement | semantic ids per 10 s after the opening | "
                   "movement: first 10 s / segments after the first |")
-RUNS_HEADER = ("| hold | seed | segment | start (s) | BPM | tempo class | key | key without the opening bass | "
+RUNS_HEADER = ("| setting | seed | segment | start (s) | BPM | tempo class | key | key without the opening bass | "
                "key of the semantic tokens | movement |")
 NOTES = ("Means over the seeds. The key estimator adds a bonus for the bass of a clip's first second (the corpus's "
          "clips start where their song does, on the tonic); a segment cut from the middle of a piece starts "
@@ -238,27 +261,32 @@ NOTES = ("Means over the seeds. The key estimator adds a bonus for the bass of a
 
 
 def markdown(result: dict) -> str:
-    """The recorded page: the summary per hold, then every run's segments."""
+    """The recorded page: the summary per setting, then every run's segments."""
     runs = result["runs"]
     wall = sum(r["wall_s"] for r in runs)
     intro = (f"Command: `{result['command']}`: {result['seconds']:g} s of `{result['pipeline']}` for "
              f"\"{result['prompt']}\", seeds {', '.join(map(str, result['seeds']))}, with piece memory (`hold`) at "
-             f"{' and '.join(f'{h:g}' for h in result['holds'])} (0: off), {runs[0]['windows']} windows each, "
+             f"{' and '.join(f'{h:g}' for h in result['holds'])} and the beat grid (`beat`) at "
+             f"{' and '.join(f'{b:g}' for b in result.get('beats', [0.0]))} (0: off), "
+             f"{runs[0]['windows']} windows each, "
              f"{wall:.0f} s of generation on {result['machine']['cpu_count']} CPUs. The attribute estimators "
              f"measured each {result['segment_seconds']:g} s segment; a run's agreement is the share of its "
              "segments that agree with its most common value.")
-    lines = ["# Long-form stability", "", intro, "", SUMMARY_HEADER, "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    lines = ["# Long-form stability", "", intro, "", SUMMARY_HEADER, "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
              *[summary_row(s) for s in result["summary"]], "", NOTES, "", "## Every run", "", RUNS_HEADER,
-             "|---:|---:|---:|---:|---:|---|---|---|---|---:|"]
+             "|---|---:|---:|---:|---:|---|---|---|---|---:|"]
     reference = result.get("reference", [])
     for r in runs + reference:
-        hold = "corpus" if r["hold"] is None else f"{r['hold']:g}"
-        lines += [f"| {hold} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
+        lines += [f"| {setting(r)} | {r['seed']} | {s['segment']} | {s['start_s']:.0f} | {s['bpm']} | "
                   f"{s['tempo_class']} | {s['key']} {s['mode']} | {s['profile_key']} | {s.get('semantic_key', '-')} | "
                   f"{s['movement']} |" for s in r["segments"]]
-    variety = "; ".join(f"hold {r['hold']:g} seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
+    variety = "; ".join(f"{setting(r)}, seed {r['seed']}: {r['semantic_ids_per_10s']['opening']} / "
                         f"{r['semantic_ids_per_10s']['later_mean']}" for r in runs if r["semantic_ids_per_10s"])
     lines += ["", f"Semantic ids per 10 s (opening window / mean of the later ones): {variety}.", ""]
+    pulses = "; ".join(f"{setting(r)}, seed {r['seed']}: {r['pulse']['bpm']:g} BPM (confidence "
+                       f"{r['pulse']['confidence']:g})" for r in runs if r.get("pulse"))
+    if pulses:
+        lines += [f"Tempo the beat grid held, estimated from each piece's opening: {pulses}.", ""]
     if reference:
         lines += ["Corpus pieces (`cadenza corpus` renders of the same length; in the tables, seed is the piece's "
                   "number): " + "; ".join(f"{r['seed']}: \"{r['caption']}\"" for r in reference) + ".", ""]

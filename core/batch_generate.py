@@ -1,15 +1,15 @@
 """``cadenza generate --prompts FILE --out DIR``: many prompts, one WAV + JSON sidecar each.
 
 Every line of ``FILE`` is a JSON object: ``{"prompt": ..., "seed": 3, "seconds": 8,
-"prime": "intro.wav", "melody": "tune.mid", "melody_source": "midi:track=1", "name": "song"}``;
+"prime": "intro.wav", "melody": "tune.mid", "melody_source": "midi:track=1", "bpm": 96, "name": "song"}``;
 everything but ``prompt`` is optional (the command's ``--seed``, ``--seconds``, ``--prime``,
-``--melody`` and ``--melody-source`` are the defaults; a relative ``prime`` or ``melody`` is
+``--melody``, ``--melody-source`` and ``--bpm`` are the defaults; a relative ``prime`` or ``melody`` is
 relative to ``FILE``'s folder). A line cannot have both a prime and a melody. The output of a
 line is ``DIR/<name>.wav`` and ``.json``, ``name`` defaulting to the line number (``0007``).
 With ``--rerank K`` every line keeps the best of K candidates (:mod:`cadenza.core.rerank`).
 
 Lines are checked before any model is built; a bad one is reported as ``FILE:LINE: message``
-and skipped, and the rest run. Lines with the same duration, prime and melody are generated together,
+and skipped, and the rest run. Lines with the same duration, prime, melody and tempo are generated together,
 ``--batch-size`` at a time, each row with its own seed's generator, so batching changes the
 speed, not the audio a line gets. Each pair of files is written atomically as soon as its batch
 is done, so ``--resume`` after an interruption (or a bad line fixed) skips every line whose two
@@ -30,7 +30,7 @@ import attrs
 from cadenza.core.errors import CadenzaError, InputError
 from cadenza.core.json_lines import parse_object, read_lines
 
-KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "name")
+KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "bpm", "name")
 
 
 @attrs.frozen
@@ -45,12 +45,13 @@ class Job:
     name: str
     melody: Path | None = None
     melody_source: str | None = None
+    bpm: float | None = None  # None: the piece's own tempo
 
     @property
     def group(self) -> tuple:
         """Lines with equal settings run in one batch (seeds may differ: each row has its own)."""
         return (self.seconds, None if self.prime is None else str(self.prime),
-                None if self.melody is None else str(self.melody), self.melody_source)
+                None if self.melody is None else str(self.melody), self.melody_source, self.bpm)
 
 
 def _number(value: Any) -> bool:
@@ -91,12 +92,22 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
     melody_source = item.get("melody_source", defaults.get("melody_source"))
     if melody_source is not None and (not isinstance(melody_source, str) or not melody_source.strip()):
         raise ValueError(f'"melody_source" must be a melody source name, got {melody_source!r}')
+    bpm = item.get("bpm", defaults.get("bpm"))
+    if bpm is not None:
+        from cadenza.core.beat_grid import check_bpm
+
+        try:
+            bpm = check_bpm(bpm)
+        except InputError as exc:
+            raise ValueError(f'"bpm" {exc.args[0].removeprefix("bpm ")}') from None
+        if defaults.get("beat") == 0:
+            raise ValueError('"bpm" needs the beat grid, which --beat 0 turns off')
     name = item.get("name", f"{line:04d}")
     if (not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name
             or any(ord(c) < 32 for c in name) or len(name) > 200):
         raise ValueError(f'"name" must be a plain file name (no folder, not starting with "."), got {name!r}')
     return Job(line, prompt, seed, None if seconds is None else float(seconds), prime, name, melody,
-               melody_source if melody is not None else None)
+               melody_source if melody is not None else None, bpm)
 
 
 def read_jobs(path: Path, defaults: dict[str, Any]) -> tuple[list[Job], list[str]]:
@@ -138,7 +149,7 @@ def _check_args(args: argparse.Namespace) -> Path:
         check_seconds(args.seconds)
     from cadenza.core.cli_generate import check_long_form
 
-    check_long_form(args.window, args.overlap, hold=args.hold)
+    check_long_form(args.window, args.overlap, hold=args.hold, beat=args.beat, bpm=args.bpm)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is not a folder")
@@ -156,7 +167,8 @@ def run_batch(args: argparse.Namespace) -> int:
     out_dir = _check_args(args)
     path = Path(args.prompts)
     defaults = {"seed": args.seed, "seconds": args.seconds, "prime": None if args.prime is None else Path(args.prime),
-                "melody": None if args.melody is None else Path(args.melody), "melody_source": args.melody_source}
+                "melody": None if args.melody is None else Path(args.melody), "melody_source": args.melody_source,
+                "bpm": args.bpm, "beat": args.beat}
     jobs, problems = read_jobs(path, defaults)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -298,11 +310,11 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                     continue
             melody = None if first.melody is None else melodies[(first.melody, first.melody_source)]
 
-            def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody):
+            def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody, bpm=first.bpm):
                 return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
                                         prime_rate=rate, only_new=args.only_new and prime is not None,
                                         window=args.window, overlap=args.overlap, melody=melody,
-                                        hold=args.hold)
+                                        hold=args.hold, beat=args.beat, bpm=bpm)
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:

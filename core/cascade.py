@@ -54,6 +54,8 @@ class Generation:
     melody: tuple[dict[str, Any], ...] = ()  # per row: the melody that steered it (Melody.describe()); () for none
     melody_strength: float | None = None  # None: forced; else the guidance logit bonus
     hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
+    beat: float | None = None  # beat-grid logit scale it ran with; None: no grid applied
+    beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe()); () for none
 
     @property
     def row_seeds(self) -> tuple[int, ...]:
@@ -139,7 +141,8 @@ class Cascade:
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
                  progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
                  only_new: bool = False, window: float | None = None, overlap: float | None = None,
-                 melody: Any = None, melody_strength: float | None = None, hold: float | None = None) -> Generation:
+                 melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
+                 beat: float | None = None, bpm: float | None = None) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
 
         ``seed``: one int for the batch (one generator shared by the rows), or one int per
@@ -170,9 +173,18 @@ class Cascade:
         mixed with the opening's sound, so the piece keeps to what it opened with. A first
         window without a prime has no opening and is unchanged. None: the spec's
         ``output.hold``; 0: off.
+
+        ``beat``: the beat grid's logit scale (:mod:`cadenza.core.beat_grid`): the semantic
+        stage keeps one tempo, ``bpm`` from the first frame, or without it the tempo of the
+        piece's first :data:`~cadenza.core.beat_grid.OPENING` seconds (a prime included),
+        estimated once per row and held by every window that starts after them (so a clip that
+        short is not steered). None: the spec's ``output.beat`` (with ``bpm`` and a
+        spec at 0: :data:`~cadenza.core.beat_grid.DEFAULT_STRENGTH`); 0: off. Needs a semantic
+        tokenizer that knows which tokens are onsets.
         """
         import torch
 
+        from cadenza.core.beat_grid import OPENING, token_onsets
         from cadenza.core.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
         from cadenza.core.piece_memory import check_strength as check_hold
 
@@ -188,6 +200,10 @@ class Cascade:
         hold = check_hold(self.pipeline.spec.output.hold if hold is None else hold)
         if melodies is not None:
             self._check_melody(prime)
+        beat, bpm = self._check_beat(beat, bpm)
+        onsets = token_onsets(self.semantic_tokenizer if "semantic" in self.frame_rates else None,
+                              self.pipeline.spec.name).to(self.device) if beat else None
+        beats = None  # per row, once the piece has a tempo to keep
         with torch.inference_mode():
             history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
             prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
@@ -227,9 +243,12 @@ class Cascade:
                             held = (memory["acoustic"].shape[2], self._opening_conditioning(memory["acoustic"],
                                                                                             conditioning, window))
                         window_conditioning = held[1]
+                if beat and beats is None and (bpm is not None or win.new >= OPENING - 1e-9):
+                    beats = self._piece_beats(history, win.new, bpm, batch, onsets)
                 label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
                 new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
-                                       guide=guide, begins=begins, memory=memory, hold=hold)
+                                       guide=guide, begins=begins, memory=memory, hold=hold,
+                                       grid=(onsets, beats, beat) if beats else None)
                 for stream, tokens in new.items():
                     history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
             start = time.perf_counter()
@@ -246,7 +265,32 @@ class Cascade:
                           window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
                           melody=tuple(m.describe() for m in melodies) if melodies else (),
                           melody_strength=strength if melodies else None,
-                          hold=hold if len(plan) > 1 or prime is not None else None)
+                          hold=hold if len(plan) > 1 or prime is not None else None,
+                          beat=beat if beats else None,
+                          beats=tuple(b.describe(self.frame_rates["semantic"]) for b in beats) if beats else ())
+
+    def _check_beat(self, beat: float | None, bpm: float | None) -> tuple[float | None, float | None]:
+        """``(strength, bpm)`` of a run: ``beat`` (None: the spec's ``output.beat``) checked, and
+        a given tempo switching the grid on at the default strength where the spec has it off."""
+        from cadenza.core.beat_grid import DEFAULT_STRENGTH, check_bpm, check_strength
+
+        bpm = check_bpm(bpm)
+        strength = check_strength(self.pipeline.spec.output.beat if beat is None else beat)
+        if bpm is not None and strength is None:
+            if beat is not None:
+                raise InputError("a bpm needs the beat grid: beat 0 turns it off")
+            strength = DEFAULT_STRENGTH
+        return strength, bpm
+
+    def _piece_beats(self, history: dict, new: float, bpm: float | None, batch: int, onsets: Any) -> list:
+        """Each row's pulse for the rest of the piece: ``bpm`` from frame 0, or the strongest
+        pulse of the semantic tokens that exist before ``new`` seconds."""
+        from cadenza.core.beat_grid import Beat, estimate_beats
+
+        rate = self.frame_rates["semantic"]
+        if bpm is not None:
+            return [Beat.given(bpm, rate)] * batch
+        return estimate_beats(history["semantic"][:, 0, :frames_before(new, rate)], onsets, rate)
 
     def _opening_conditioning(self, codes: Any, conditioning: Any, window: float) -> Any:
         """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the
@@ -321,7 +365,7 @@ class Cascade:
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
                     window: int, progress: ProgressFactory | None, label: Callable[[str], str],
                     timings: dict[str, float], guide: Any = None, begins: dict | None = None,
-                    memory: Any = None, hold: float | None = None) -> dict[str, Any]:
+                    memory: Any = None, hold: float | None = None, grid: Any = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
 
         ``context[stream]``: the tokens that already exist in the window (its written prefix at
@@ -330,9 +374,12 @@ class Cascade:
         position 0 is frame ``begins["semantic"]`` of the output. ``memory[stream]``: the
         piece's opening ``[B, width, N]``; with ``hold`` every stage gets that logit penalty on
         the ids its codebooks did not use there (:func:`cadenza.core.piece_memory.memory_model`).
+        ``grid``: ``(onsets, beats, strength)``, the beat grid on the semantic stage
+        (:func:`cadenza.core.beat_grid.beat_model`).
         """
         import torch
 
+        from cadenza.core.beat_grid import beat_model
         from cadenza.core.decode import decode_stage
         from cadenza.core.melody import guided_model
         from cadenza.core.piece_memory import memory_model
@@ -360,6 +407,8 @@ class Cascade:
                 model = self.models[name]
                 if guide is not None and writes.stream == "semantic":
                     model = guided_model(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
+                if grid is not None and writes.stream == "semantic":
+                    model = beat_model(model, *grid, offset=(begins or {}).get("semantic", 0))
                 before = (memory or {}).get(writes.stream)
                 if hold is not None and before is not None and before.shape[2]:
                     model = memory_model(model, before[:, writes.start:writes.stop], hold)

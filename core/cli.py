@@ -92,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--hold", type=float, default=None, metavar="PENALTY",
                      help="long-form piece memory: logit penalty on the tokens the piece's opening did not use, so "
                      "later windows keep its key and sound (default: the spec's output.hold; 0: off)")
+    gen.add_argument("--beat", type=float, default=None, metavar="SCALE",
+                     help="beat grid: logit scale steering the semantic stage's onsets onto one tempo, so long pieces "
+                     "keep the tempo of their opening (default: the spec's output.beat; 0: off)")
+    gen.add_argument("--bpm", type=float, default=None, metavar="BPM",
+                     help="hold this tempo from the first beat (turns the beat grid on at scale 8 where the spec has "
+                     "it off; needs a semantic tokenizer that knows onsets, like music-features)")
     gen.add_argument("--prompts", metavar="JSONL", default=None,
-                     help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "melody", "name"} object per line')
+                     help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "melody", "bpm", "name"} '
+                     'object per line')
     gen.add_argument("--out", metavar="DIR", default=None,
                      help="batch mode: folder to write NAME.wav and NAME.json into (NAME: the line's name, "
                      "else its line number)")

@@ -94,6 +94,8 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
                                 "windows": [dict(w) for w in generation.windows]}
     if generation.hold is not None:
         sidecar["hold"] = generation.hold
+    if generation.beats:
+        sidecar["beat"] = {"strength": generation.beat, **generation.beats[row]}
     if generation.melody:
         strength = generation.melody_strength
         sidecar["melody"] = {**generation.melody[row], "mode": "forced" if strength is None else "guided",
@@ -105,15 +107,21 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
 
 
 def check_long_form(window: float | None, overlap: float | None, output: Any = None,
-                    hold: float | None = None) -> None:
-    """Refuse a bad --window, --overlap or --hold before any model is built. ``output`` is the
+                    hold: float | None = None, beat: float | None = None, bpm: float | None = None) -> None:
+    """Refuse a bad --window, --overlap, --hold, --beat or --bpm before any model is built. ``output`` is the
     spec's ``OutputSpec`` once it is loaded (it sets the default window); before, without
     --window, the overlap is only checked for sign: the default window is not known yet."""
+    from cadenza.core.beat_grid import check_bpm
+    from cadenza.core.beat_grid import check_strength as check_beat
     from cadenza.core.longform import check_window, resolve_window
     from cadenza.core.piece_memory import check_strength
 
     try:
         check_strength(hold)
+        check_beat(beat)
+        check_bpm(bpm)
+        if bpm is not None and beat == 0:
+            raise InputError("bpm needs the beat grid: --beat 0 turns it off")
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
     try:
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.only_new and args.prime is None:
         raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
-    check_long_form(args.window, args.overlap, hold=args.hold)
+    check_long_form(args.window, args.overlap, hold=args.hold, beat=args.beat, bpm=args.bpm)
     check_melody_args(args)
     output = check_output(args.output or "out.wav")
     prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
@@ -231,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     def generate(seeds):
         return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
                                 prime_rate=prime_rate, only_new=args.only_new, window=args.window,
-                                overlap=args.overlap, melody=melody, hold=args.hold)
+                                overlap=args.overlap, melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm)
 
     extra = {}
     if args.rerank > 1:
@@ -253,6 +261,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {'the audio holds only what follows' if args.only_new else 'the audio starts with'} "
                   f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
                   file=sys.stderr)
+        if generation.beats:
+            pulse = generation.beats[0]
+            source = "as asked" if pulse["from"] == "given" else "the tempo of the opening"
+            print(f"note: held the beat at {pulse['bpm']:g} BPM ({source})", file=sys.stderr)
         if melody is not None:
             print(f"note: followed the melody of {args.melody} ({len(melody.notes)} notes, {melody.seconds:g} s, "
                   f"melody source {melody.source})", file=sys.stderr)

@@ -14,10 +14,24 @@ guided logits carry it exactly once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from cadenza.core.errors import InputError
+
+
+def check_scale(value: float | None, name: str, meaning: str) -> float | None:
+    """A steering option's logit scale: None or 0 (off) -> None, a finite number > 0 -> float;
+    anything else is a one-line error naming ``name`` (``"hold must be a number >= 0 (MEANING;
+    0 is off), got ..."``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{name} must be a number >= 0 ({meaning}; 0 is off), got {value!r}")
+    return float(value) or None
 
 
 class BiasedModel:

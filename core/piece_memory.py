@@ -43,24 +43,17 @@ logits get it once; the null condition stays null.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from cadenza.core.errors import InputError
-from cadenza.core.logit_bias import BiasedModel
+from cadenza.core.logit_bias import BiasedModel, check_scale
 from cadenza.core.types import Conditioning
 
 
 def check_strength(strength: float | None) -> float | None:
     """None or 0 (off), or a finite logit penalty > 0."""
-    if strength is None:
-        return None
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength) \
-            or strength < 0:
-        raise InputError(f"hold must be a number >= 0 (a logit penalty; 0 is off), got {strength!r}")
-    return float(strength) or None
+    return check_scale(strength, "hold", "a logit penalty")
 
 
 def unused_tokens(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -25,7 +25,8 @@ Shape::
     output: {seconds: 5.0, peak_dbfs: -1.0, hold: 0.0}   # hold: long-form piece memory, 0 = off
     # output may also set window / overlap (seconds): the generation window, e.g. the length the
     # stages were trained on (default: one pass up to 10 s), and how much of each window continues
-    # the one before (default: half the window)
+    # the one before (default: half the window), and beat (a logit scale, 0 = off): long-form
+    # windows keep the tempo of the piece's opening (needs a semantic tokenizer that knows onsets)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ COMPONENT_KEYS = ("name", "params", "weights")
 SAMPLER_KEYS = ("name", "params")
 STAGE_KEYS = ("name", "role", "model", "params", "weights", "reads", "writes",
               "conditioning", "sampler", "guidance_scale")
-OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap")
+OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap", "beat")
 DEFAULT_SAMPLER = "top-k"
 
 
@@ -77,6 +78,7 @@ class OutputSpec:
     hold: float = 0.0  # long-form piece memory: logit penalty on tokens the opening did not use; 0 = off
     window: float | None = None  # generation window, seconds; None: one pass up to 10 s (or ``seconds``)
     overlap: float | None = None  # seconds of each window continuing the last; None: half the window
+    beat: float = 0.0  # long-form beat grid: logit scale holding the opening's tempo; 0 = off
 
 
 @attrs.frozen
@@ -203,6 +205,10 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     if not _is_number(hold) or not 0 <= hold < float("inf"):
         problems.append((("output", "hold"), f"hold must be a number >= 0 (0: off), got {hold!r}"))
         hold = 0.0
+    beat = node.get("beat", 0.0)
+    if not _is_number(beat) or not 0 <= beat < float("inf"):
+        problems.append((("output", "beat"), f"beat must be a number >= 0 (0: off), got {beat!r}"))
+        beat = 0.0
     window, overlap = node.get("window"), node.get("overlap")
     if window is not None and (not _is_number(window) or not 0 < window < float("inf")):
         problems.append((("output", "window"), f"window must be a positive number of seconds or null, got {window!r}"))
@@ -218,7 +224,8 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
         problems.append((("output", "overlap"), message))
         overlap = None
     return OutputSpec(float(seconds), None if peak is None else float(peak), float(hold),
-                      None if window is None else float(window), None if overlap is None else float(overlap))
+                      None if window is None else float(window), None if overlap is None else float(overlap),
+                      float(beat))
 
 
 def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | None, Problems]:
@@ -285,5 +292,6 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
     data["output"] = {"seconds": spec.output.seconds, "peak_dbfs": spec.output.peak_dbfs,
                       **({"hold": spec.output.hold} if spec.output.hold else {}),
                       **({"window": spec.output.window} if spec.output.window is not None else {}),
-                      **({"overlap": spec.output.overlap} if spec.output.overlap is not None else {})}
+                      **({"overlap": spec.output.overlap} if spec.output.overlap is not None else {}),
+                      **({"beat": spec.output.beat} if spec.output.beat else {})}
     return data

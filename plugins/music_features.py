@@ -15,10 +15,10 @@ Every block is computed from plain STFTs, so nothing is downloaded:
   bins (SuperFlux), divided by the clip's
   :data:`ONSET_QUANTILE` quantile of it (at least :data:`ONSET_FLOOR`, so steady or silent
   audio stays near 0) and capped at 1.
-* **beat phase** - one tempo and phase per clip: the onset envelope (its moving average
-  over :data:`BEAT_DETREND` frames subtracted, negatives cut, then its mean removed) is
-  correlated with ``exp(-2 pi i t / P)`` for beat periods ``P`` of :data:`BPM_RANGE` BPM; the
-  strongest (times a prior around 120 BPM) gives the tempo and, from its angle, where the
+* **beat phase** - one tempo and phase per clip (:func:`cadenza.core.beat_grid.strongest_beat`):
+  the onset envelope (its moving average over a few frames subtracted, negatives cut, then its
+  mean removed) is correlated with ``exp(-2 pi i t / P)`` for beat periods ``P`` of 60 to 200
+  BPM; the strongest (times a prior around 120 BPM) gives the tempo and, from its angle, where the
   beats fall. Frame ``t`` gets ``c (cos psi_t, sin psi_t)``, ``psi = 0`` on a beat, with
   ``c = |z| / sum(onset)`` in [0, 1]: 1 for perfectly periodic onsets, near 0 without a pulse.
 * **dominant pitch** - harmonic-sum salience over the MIDI grid ``pitch_min .. pitch_max``:
@@ -56,6 +56,7 @@ from torch.nn import functional as F
 
 from cadenza.core import kmeans
 from cadenza.core.audio import resample
+from cadenza.core.beat_grid import strongest_beat
 from cadenza.core.checkpoint import build_module
 from cadenza.plugins.centroid_tokenizer import CentroidTokenizer
 from cadenza.core.errors import InputError
@@ -82,9 +83,6 @@ PITCH_TILT = 1.25  # salience factor per octave up: favours the melody over the 
 VOICING = (0.2, 0.6)  # harmonicity 1 - N / H: voicing 0 at or below the first, 1 from the second
 NOTE_HARMONICS = 6  # partials a MIDI note contributes to its chroma
 NOTE_HARMONIC_DECAY = 0.5  # amplitude of a note's h-th partial: decay^(h-1)
-BPM_RANGE = (60, 200)
-BPM_PRIOR_CENTRE = 120.0  # tempo prior: a log-normal around it, one octave wide
-BEAT_DETREND = 9  # frames: the beat estimator sees the onset envelope minus its moving average
 REFERENCE_PITCH = 60  # middle C: height 0
 
 
@@ -163,26 +161,10 @@ def compress_chroma(energy: torch.Tensor) -> torch.Tensor:
 def beat_phase(onset: torch.Tensor, frame_rate: float) -> torch.Tensor:
     """Onset envelopes ``[B, T]`` -> ``[B, T, 2]``: ``c (cos psi, sin psi)`` of each frame's phase
     within the beat of the row's strongest tempo (see the module docstring)."""
-    frames = onset.shape[-1]
-    t = torch.arange(frames, dtype=torch.float64, device=onset.device)
-    bpm = torch.arange(BPM_RANGE[0], BPM_RANGE[1] + 1, dtype=torch.float64, device=onset.device)
-    period = 60.0 * frame_rate / bpm  # frames per beat  [K]
-    angle = 2 * math.pi * t[None, :] / period[:, None]  # [K, T]
-    o = onset.double()
-    if frames:  # keep the rises above the local average: a busy texture is no pulse by itself
-        width = min(BEAT_DETREND, 2 * ((frames - 1) // 2) + 1)
-        local = F.avg_pool1d(o[:, None], width, 1, width // 2, count_include_pad=False)[:, 0]
-        o = (o - local).clamp(min=0)
-    centred = o - o.mean(-1, keepdim=True)
-    z_re = centred @ torch.cos(angle).T  # z = sum_t o_t exp(-i angle_t)  [B, K]
-    z_im = -(centred @ torch.sin(angle).T)
-    strength = torch.hypot(z_re, z_im)
-    prior = torch.exp(-0.5 * torch.log2(bpm / BPM_PRIOR_CENTRE) ** 2)
-    best = (strength * prior).argmax(-1, keepdim=True)  # [B, 1]
-    phase0 = torch.atan2(z_im.gather(-1, best), z_re.gather(-1, best))  # arg z = -2 pi phi / P
-    psi = angle[best.squeeze(-1)] + phase0  # [B, T]: 0 where a beat falls
-    confidence = (strength.gather(-1, best) / o.sum(-1, keepdim=True).clamp(min=1e-9)).clamp(0, 1)
-    return (confidence[..., None] * torch.stack([torch.cos(psi), torch.sin(psi)], -1)).to(onset.dtype)
+    period, phase, confidence = strongest_beat(onset, frame_rate)
+    t = torch.arange(onset.shape[-1], dtype=torch.float64, device=onset.device)
+    psi = 2 * math.pi * t[None, :] / period[:, None] + phase[:, None]  # [B, T]: 0 where a beat falls
+    return (confidence[:, None, None] * torch.stack([torch.cos(psi), torch.sin(psi)], -1)).to(onset.dtype)
 
 
 class MusicFeatures(CentroidTokenizer, nn.Module):
@@ -371,6 +353,13 @@ class MusicFeatures(CentroidTokenizer, nn.Module):
         return kmeans.assign(features, self.centroids)
 
     @torch.no_grad()
+    def token_onsets(self) -> torch.Tensor:
+        """``[V]``: each token's onset strength in [0, 1] (its centroid's onset block), which lets
+        long-form generation hold a beat (:mod:`cadenza.core.beat_grid`)."""
+        weight = self.config.onset_weight
+        onsets = self.centroids[:, ONSET] / weight if weight > 0 else torch.zeros_like(self.centroids[:, ONSET])
+        return onsets.clamp(0, 1)
+
     def tokenize(self, audio: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """``[B, C, S]`` -> ``[B, T]`` int64 ids < vocab_size."""
         return self.assign(self.features(audio, sample_rate))

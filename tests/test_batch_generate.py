@@ -99,7 +99,7 @@ def test_batch_size_splits_a_group_and_primes_group_by_file(cli, tiny_spec, tmp_
 @pytest.mark.parametrize(("line", "message"), [
     ("[1, 2]", "expected a JSON object"),
     ('{"prompt": "x", "colour": "red"}',
-     "unknown key 'colour'; allowed: prompt, seed, seconds, prime, melody, melody_source, name"),
+     "unknown key 'colour'; allowed: prompt, seed, seconds, prime, melody, melody_source, bpm, name"),
     ('{"prompt": "x", "melody": "nope.mid"}', "melody file not found"),
     ('{"prompt": "x", "melody": 3}', '"melody" must be the path of a melody file'),
     ('{"prompt": "x", "melody": "p.jsonl", "prime": "p.jsonl"}', "cannot have both a prime and a melody"),

@@ -40,12 +40,15 @@ def test_longform_stability_quick(tmp_path):
     result = json.loads((tmp_path / "longform_stability.json").read_text())
     assert [(r["hold"], r["seed"]) for r in result["runs"]] == [(0, 0), (0, 1), (4, 0), (4, 1)]
     run = result["runs"][0]
-    assert len(run["segments"]) == 3 and set(run["agreement"]) == {"tempo_class", "key", "mode", "profile_key"}
+    assert len(run["segments"]) == 3 and set(run["agreement"]) == {"bpm", "tempo_class", "key", "mode", "profile_key"}
+    median = run["agreement"]["bpm"]["median"]  # the share of segments within 8% of the piece's median tempo
+    steady = sum(abs(s["bpm"] / median - 1) <= 0.08 for s in run["segments"]) / 3
+    assert run["agreement"]["bpm"]["share"] == round(steady, 3) and run["beat"] == 0 and run["pulse"] is None
     assert 0 < run["agreement"]["key"]["share"] <= 1 and [s["hold"] for s in result["summary"]] == [0, 4, None]
     piece = result["reference"][0]  # a rendered corpus piece of the same length: the ceiling row
     assert len(piece["segments"]) == 3 and piece["caption"] and 0 < piece["agreement"]["tempo_class"]["share"] <= 1
     page = (tmp_path / "longform_stability.md").read_text()
-    assert "| 4 | 1 | 2 |" in page and "| corpus pieces |" in page and "| corpus | 0 | 2 |" in page
+    assert "| hold 4, beat 0 | 1 | 2 |" in page and "| corpus pieces | 0 | 2 |" in page
 
 
 def test_longform_stability_helpers():

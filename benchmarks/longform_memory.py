@@ -4,7 +4,8 @@ Why: long-form generation runs the cascade window by window (each window continu
 of the last at token level) and decodes the codes in window-sized chunks, so its memory should
 depend on the window, not on the total length; only the output audio itself (4 bytes a sample)
 grows. This generates 30, 90 and 180 s with the ``tiny-random`` preset (random weights: the
-point is memory, not music), each in a fresh process, and records the process's peak resident
+point is memory, not music) or ``--pipeline`` (the record: the bundled default in its own
+windows), each in a fresh process, and records the process's peak resident
 set size (``ru_maxrss``) after building the pipeline and after generating, plus the largest KV
 cache any stage allocated. For contrast it also runs one pass over the whole length (window =
 length) at the shorter lengths, which is what generation did before long-form.
@@ -63,6 +64,7 @@ def child(args: argparse.Namespace) -> dict:
         "generation_mb": round((peak_kb - built_kb) / 1024, 1),
         "largest_kv_cache_mb": round(biggest[0] / 2**20, 2),
         "output_audio_mb": round(generation.audio.numel() * generation.audio.element_size() / 2**20, 1),
+        "random_weights": bool(cascade.random_components()),
     }
 
 
@@ -85,7 +87,8 @@ def markdown(result: dict) -> str:
         f"Machine: {m['cpu_count']} CPUs ({m['processor'] or m['machine']}), torch {m['torch']}, "
         f"{result['threads']} torch thread(s), Python {m['python']}, load average at start {m['load_average']}.",
         "",
-        f"Pipeline `{result['pipeline']}` (random weights), one prompt, seed 0; every run in a fresh process. "
+        f"Pipeline `{result['pipeline']}`{' (random weights)' if result['runs'][0].get('random_weights') else ''}, "
+        "one prompt, seed 0; every run in a fresh process. "
         "*Peak RSS* is the process's maximum resident set size (`ru_maxrss`); *generation* is how much it "
         "rose during `Cascade.generate` above the peak after building the pipeline; *largest KV cache* is the "
         "biggest cache any stage allocated (guidance doubles the batch); *output audio* is the float32 "
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                      f"{hi['largest_kv_cache_mb']} MB")
     notes.append("most of the long-form 'generation' memory is the codec decoding one chunk (a window plus 1 s of "
                  "context on each side); the one-pass runs decode everything at once")
+    if windowed and all(r["generation_mb"] == 0 for r in windowed):
+        notes.append("a long-form 'generation' of 0 MB: generating never used more memory than building the "
+                     "pipeline (loading its weights) had already")
     notes.append("wall times depend on the machine's load (see the load average above): compare memory, not time")
     result = {
         "command": command_line(argv),

@@ -101,6 +101,8 @@ class SemanticTokenizer(Protocol):
 
     # Optional, for k-means tokenizers (``cadenza fit-kmeans`` uses it):
     # features(audio [B, C, S], sample_rate) -> [B, T, D] float, the vectors that are clustered.
+    # Optional, for the beat grid (cadenza.core.beat_grid): token_onsets() -> [vocab_size] float
+    # in [0, 1], how much of a note onset each id is.
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ and falls off over a frame or so on either side. On the beat, onset tokens gain;
 beats, they lose; tokens that are no onset barely move. The acoustic stages follow the
 semantic stream's onsets, so the audio keeps the pulse.
 
-The tempo and phase come from the user (``--bpm``: beats from the first frame) or from the
+The tempo and phase come from the user (``--bpm``: beats from the first frame, or where a
+prime's onsets put them at that tempo) or from the
 piece itself: the strongest periodicity of the onsets of its semantic tokens over its opening,
 the first :data:`OPENING` seconds (a prime counts), estimated once and held by every window
 that starts after it. The estimator is the one the ``music-features`` tokenizer uses for its
@@ -67,6 +68,22 @@ def check_bpm(bpm: float | None) -> float | None:
     return float(bpm)
 
 
+def _correlation(onset: torch.Tensor, period: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Onset envelopes ``[B, T]`` and beat periods ``[K]`` (frames) -> ``(z_re, z_im)`` ``[B, K]``,
+    ``z = sum_t o_t exp(-2 pi i t / P)`` of the detrended, centred envelope ``o``, and the
+    envelope's total after detrending ``[B]`` (what a confidence is relative to)."""
+    frames = onset.shape[-1]
+    t = torch.arange(frames, dtype=torch.float64, device=onset.device)
+    angle = 2 * math.pi * t[None, :] / period[:, None]  # [K, T]
+    o = onset.double()
+    if frames:
+        width = min(BEAT_DETREND, 2 * ((frames - 1) // 2) + 1)
+        local = F.avg_pool1d(o[:, None], width, 1, width // 2, count_include_pad=False)[:, 0]
+        o = (o - local).clamp(min=0)
+    centred = o - o.mean(-1, keepdim=True)
+    return centred @ torch.cos(angle).T, -(centred @ torch.sin(angle).T), o.sum(-1)
+
+
 def strongest_beat(onset: torch.Tensor, frame_rate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Onset envelopes ``[B, T]`` -> per row ``(period, phase, confidence)``, float64.
 
@@ -77,25 +94,23 @@ def strongest_beat(onset: torch.Tensor, frame_rate: float) -> tuple[torch.Tensor
     of its correlation: a beat falls where ``2 pi t / P + phase`` is a multiple of ``2 pi``.
     ``confidence`` is ``|z| / sum(onset)`` in [0, 1]: 1 for perfectly periodic onsets.
     """
-    frames = onset.shape[-1]
-    t = torch.arange(frames, dtype=torch.float64, device=onset.device)
     bpm = torch.arange(BPM_RANGE[0], BPM_RANGE[1] + 1, dtype=torch.float64, device=onset.device)
     period = 60.0 * frame_rate / bpm  # frames per beat  [K]
-    angle = 2 * math.pi * t[None, :] / period[:, None]  # [K, T]
-    o = onset.double()
-    if frames:
-        width = min(BEAT_DETREND, 2 * ((frames - 1) // 2) + 1)
-        local = F.avg_pool1d(o[:, None], width, 1, width // 2, count_include_pad=False)[:, 0]
-        o = (o - local).clamp(min=0)
-    centred = o - o.mean(-1, keepdim=True)
-    z_re = centred @ torch.cos(angle).T  # z = sum_t o_t exp(-i angle_t)  [B, K]
-    z_im = -(centred @ torch.sin(angle).T)
+    z_re, z_im, total = _correlation(onset, period)
     strength = torch.hypot(z_re, z_im)
     prior = torch.exp(-0.5 * torch.log2(bpm / BPM_PRIOR_CENTRE) ** 2)
     best = (strength * prior).argmax(-1, keepdim=True)  # [B, 1]
     phase = torch.atan2(z_im.gather(-1, best), z_re.gather(-1, best))[:, 0]
-    confidence = (strength.gather(-1, best)[:, 0] / o.sum(-1).clamp(min=1e-9)).clamp(0, 1)
+    confidence = (strength.gather(-1, best)[:, 0] / total.clamp(min=1e-9)).clamp(0, 1)
     return period[best[:, 0]], phase, confidence
+
+
+def phase_at(onset: torch.Tensor, period: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Onset envelopes ``[B, T]`` -> per row ``(phase, confidence)`` of a beat every ``period``
+    frames: where the beats of a given tempo fall in what already exists (a prime)."""
+    z_re, z_im, total = _correlation(onset, torch.tensor([float(period)], dtype=torch.float64, device=onset.device))
+    confidence = (torch.hypot(z_re[:, 0], z_im[:, 0]) / total.clamp(min=1e-9)).clamp(0, 1)
+    return torch.atan2(z_im[:, 0], z_re[:, 0]), confidence
 
 
 @attrs.frozen
@@ -104,7 +119,8 @@ class Beat:
     phase`` is a multiple of ``2 pi`` (``t`` counted from the start of the output).
 
     ``source``: ``"given"`` (a tempo the user asked for) or ``"opening"`` (estimated from what
-    the piece had written); ``confidence``: the estimate's (1 for a given tempo).
+    the piece had written); ``confidence``: how periodic the onsets it was read from are at
+    that tempo (1 for a given tempo with nothing written before it).
     """
 
     period: float
@@ -133,10 +149,16 @@ class Beat:
                 "first_beat_s": round(first / frame_rate, 3), "confidence": round(self.confidence, 3)}
 
 
-def estimate_beats(ids: torch.Tensor, onsets: torch.Tensor, frame_rate: float) -> list[Beat]:
-    """Semantic tokens ``[B, T]`` -> the pulse of each row, from its tokens' onset strengths."""
-    period, phase, confidence = strongest_beat(onsets.to(ids.device)[ids.long()], frame_rate)
-    return [Beat(float(p), float(f), "opening", float(c)) for p, f, c in zip(period, phase, confidence)]
+def estimate_beats(ids: torch.Tensor, onsets: torch.Tensor, frame_rate: float, bpm: float | None = None) -> list[Beat]:
+    """Semantic tokens ``[B, T]`` -> the pulse of each row, from its tokens' onset strengths: the
+    strongest, or with ``bpm`` that tempo with its beats where the tokens' onsets put them."""
+    envelope = onsets.to(ids.device)[ids.long()]
+    if bpm is None:
+        period, phase, confidence = strongest_beat(envelope, frame_rate)
+        return [Beat(float(p), float(f), "opening", float(c)) for p, f, c in zip(period, phase, confidence)]
+    period = 60.0 * frame_rate / bpm
+    phase, confidence = phase_at(envelope, period)
+    return [Beat(period, float(f), "given", float(c)) for f, c in zip(phase, confidence)]
 
 
 def token_onsets(tokenizer: Any, pipeline_name: str) -> torch.Tensor:

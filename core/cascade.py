@@ -283,14 +283,18 @@ class Cascade:
         return strength, bpm
 
     def _piece_beats(self, history: dict, new: float, bpm: float | None, batch: int, onsets: Any) -> list:
-        """Each row's pulse for the rest of the piece: ``bpm`` from frame 0, or the strongest
-        pulse of the semantic tokens that exist before ``new`` seconds."""
+        """Each row's pulse for the rest of the piece from the semantic tokens that exist before
+        ``new`` seconds: the strongest, or at ``bpm`` its beats' phase there (none exist: a beat
+        on frame 0)."""
         from cadenza.core.beat_grid import Beat, estimate_beats
 
         rate = self.frame_rates["semantic"]
-        if bpm is not None:
+        written = history["semantic"][:, 0, :frames_before(new, rate)] if "semantic" in history else None
+        if bpm is None:
+            return estimate_beats(written, onsets, rate)
+        if written is None or not written.shape[-1]:
             return [Beat.given(bpm, rate)] * batch
-        return estimate_beats(history["semantic"][:, 0, :frames_before(new, rate)], onsets, rate)
+        return estimate_beats(written, onsets, rate, bpm=bpm)
 
     def _opening_conditioning(self, codes: Any, conditioning: Any, window: float) -> Any:
         """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the

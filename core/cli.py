@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="beat grid: logit scale steering the semantic stage's onsets onto one tempo, so long pieces "
                      "keep the tempo of their opening (default: the spec's output.beat; 0: off)")
     gen.add_argument("--bpm", type=float, default=None, metavar="BPM",
-                     help="hold this tempo from the first beat (turns the beat grid on at scale 8 where the spec has "
-                     "it off; needs a semantic tokenizer that knows onsets, like music-features)")
+                     help="hold this tempo from the first beat, in step with --prime's beats if given (turns the beat "
+                     "grid on at scale 8 where the spec has it off; needs a semantic tokenizer that knows onsets, "
+                     "like music-features)")
     gen.add_argument("--prompts", metavar="JSONL", default=None,
                      help='batch mode: one {"prompt": ..., "seed", "seconds", "prime", "melody", "bpm", "name"} '
                      'object per line')

@@ -17,6 +17,7 @@ from cadenza.core.beat_grid import (
     check_bpm,
     check_strength,
     estimate_beats,
+    phase_at,
     strongest_beat,
     token_onsets,
 )
@@ -77,6 +78,28 @@ def test_estimate_beats_reads_each_rows_token_onsets():
     medium, fast = estimate_beats(rows, onsets, RATE)
     assert medium.bpm(RATE) == pytest.approx(100, abs=1.5) and fast.bpm(RATE) == pytest.approx(125, abs=1.5)
     assert fast.closeness(3) > 0.9 and medium.source == "opening"
+
+
+def test_phase_at_a_given_tempo_finds_where_the_beats_fall():
+    phase, confidence = phase_at(onset_train(200, 15.0, 6.0), 15.0)
+    beat = Beat(15.0, float(phase[0]), "given", float(confidence[0]))
+    assert beat.closeness(6) > 0.99 and beat.closeness(21) > 0.99 and beat.closeness(13) < 0.01
+    assert beat.describe(RATE)["first_beat_s"] == pytest.approx(6 / RATE, abs=0.01)
+
+
+def test_a_given_tempo_keeps_the_phase_of_what_exists(cascade):
+    """--bpm with a prime: the beats fall where the prime's onsets put them at that tempo, not on frame 0."""
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    ids = torch.full((1, 1, 100), int(onsets.argmin()))
+    ids[0, 0, 6::15] = int(onsets.argmax())  # onsets at 100 BPM, first on frame 6
+    beat, = cascade._piece_beats({"semantic": ids}, 4.0, 100.0, 1, onsets)
+    assert beat.source == "given" and beat.bpm(RATE) == pytest.approx(100.0)
+    assert beat.closeness(6) > 0.99 and beat.closeness(0) < 0.01 and beat.confidence > 0.5
+    assert cascade._piece_beats({}, 0.0, 100.0, 2, onsets) == [Beat.given(100.0, RATE)] * 2  # nothing written yet
+    prime = torch.randn(1, cascade.sample_rate) * 0.1
+    continued = cascade.generate(["more"], seconds=2.0, seed=0, prime=prime, bpm=100, beat=10)
+    heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE, bpm=100.0)[0]
+    assert continued.beats == (heard.describe(RATE),) and continued.beats[0]["from"] == "given"
 
 
 def test_given_beat_starts_on_the_first_frame():

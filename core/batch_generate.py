@@ -94,14 +94,12 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
         raise ValueError(f'"melody_source" must be a melody source name, got {melody_source!r}')
     bpm = item.get("bpm", defaults.get("bpm"))
     if bpm is not None:
-        from cadenza.core.beat_grid import check_bpm
+        from cadenza.core.cli_generate import check_tempo
 
         try:
-            bpm = check_bpm(bpm)
+            bpm = check_tempo(bpm, defaults.get("beat"))
         except InputError as exc:
             raise ValueError(f'"bpm" {exc.args[0].removeprefix("bpm ")}') from None
-        if defaults.get("beat") == 0:
-            raise ValueError('"bpm" needs the beat grid, which --beat 0 turns off')
     name = item.get("name", f"{line:04d}")
     if (not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name
             or any(ord(c) < 32 for c in name) or len(name) > 200):

@@ -111,7 +111,6 @@ def check_long_form(window: float | None, overlap: float | None, output: Any = N
     """Refuse a bad --window, --overlap, --hold, --beat or --bpm before any model is built. ``output`` is the
     spec's ``OutputSpec`` once it is loaded (it sets the default window); before, without
     --window, the overlap is only checked for sign: the default window is not known yet."""
-    from cadenza.core.beat_grid import check_bpm
     from cadenza.core.beat_grid import check_strength as check_beat
     from cadenza.core.longform import check_window, resolve_window
     from cadenza.core.piece_memory import check_strength
@@ -119,9 +118,7 @@ def check_long_form(window: float | None, overlap: float | None, output: Any = N
     try:
         check_strength(hold)
         check_beat(beat)
-        check_bpm(bpm)
-        if bpm is not None and beat == 0:
-            raise InputError("bpm needs the beat grid: --beat 0 turns it off")
+        check_tempo(bpm, beat)
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
     try:
@@ -131,6 +128,17 @@ def check_long_form(window: float | None, overlap: float | None, output: Any = N
             resolve_window(window, overlap, output)
     except InputError as exc:
         raise InputError(f"--{exc.args[0]}") from None
+
+
+def check_tempo(bpm: float | None, beat: float | None) -> float | None:
+    """A --bpm (the command's or a batch line's) checked, and refused with ``--beat 0``, which
+    turns off the grid it needs; messages start with "bpm" for the caller to name its source."""
+    from cadenza.core.beat_grid import check_bpm
+
+    bpm = check_bpm(bpm)
+    if bpm is not None and beat == 0:
+        raise InputError("bpm needs the beat grid: --beat 0 turns it off")
+    return bpm
 
 
 def check_melody_args(args: argparse.Namespace) -> None:

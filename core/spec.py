@@ -187,6 +187,15 @@ def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
                      conditioning=conditioning, sampler=sampler, guidance_scale=float(scale))
 
 
+def _logit_scale(node: dict, key: str, problems: Problems) -> float:
+    """``output.KEY``, a steering option's logit scale: a finite number >= 0, 0 (off) when absent or bad."""
+    value = node.get(key, 0.0)
+    if not _is_number(value) or not 0 <= value < float("inf"):
+        problems.append((("output", key), f"{key} must be a number >= 0 (0: off), got {value!r}"))
+        return 0.0
+    return float(value)
+
+
 def _output(node: Any, problems: Problems) -> OutputSpec:
     if node is None:
         return OutputSpec()
@@ -201,14 +210,7 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     if peak is not None and (not _is_number(peak) or peak > 0):
         problems.append((("output", "peak_dbfs"), f"peak_dbfs must be a number <= 0 or null, got {peak!r}"))
         peak = -1.0
-    hold = node.get("hold", 0.0)
-    if not _is_number(hold) or not 0 <= hold < float("inf"):
-        problems.append((("output", "hold"), f"hold must be a number >= 0 (0: off), got {hold!r}"))
-        hold = 0.0
-    beat = node.get("beat", 0.0)
-    if not _is_number(beat) or not 0 <= beat < float("inf"):
-        problems.append((("output", "beat"), f"beat must be a number >= 0 (0: off), got {beat!r}"))
-        beat = 0.0
+    hold, beat = _logit_scale(node, "hold", problems), _logit_scale(node, "beat", problems)
     window, overlap = node.get("window"), node.get("overlap")
     if window is not None and (not _is_number(window) or not 0 < window < float("inf")):
         problems.append((("output", "window"), f"window must be a positive number of seconds or null, got {window!r}"))
@@ -223,9 +225,8 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
         message = f"overlap ({overlap:g} s) must be shorter than the window ({window:g} s)"
         problems.append((("output", "overlap"), message))
         overlap = None
-    return OutputSpec(float(seconds), None if peak is None else float(peak), float(hold),
-                      None if window is None else float(window), None if overlap is None else float(overlap),
-                      float(beat))
+    return OutputSpec(float(seconds), None if peak is None else float(peak), hold,
+                      None if window is None else float(window), None if overlap is None else float(overlap), beat)
 
 
 def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | None, Problems]:

@@ -30,4 +30,4 @@ if ! command -v fluidsynth >/dev/null 2>&1 || ! have_soundfont; then
     $SUDO apt-get $APT_ARGS >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get $APT_ARGS >/dev/null; }
   fi
 fi
-echo "cadenza $("$PYTHON" -m cadenza.core.cli --version | cut -d' ' -f2) is set up; try: cadenza --help"
+echo "cadenza $("$PYTHON" -m cadenza.core.cli.main --version | cut -d' ' -f2) is set up; try: cadenza --help"

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.atomic import atomic_path
-from cadenza.core.audio import load_audio
-from cadenza.core.cli_fit_kmeans import Reservoir, fit_residual
+from cadenza.core.files.atomic import atomic_path
+from cadenza.core.audio.io import load_audio
+from cadenza.plugins.workflows.fit_kmeans.command import Reservoir, fit_residual
 from cadenza.core.errors import CadenzaError
-from cadenza.plugins.fidelity import log_mel, mel_distance, si_sdr
-from cadenza.plugins.spectral_codec import SpectralCodec
-from cadenza.plugins.spectral_codec_plugin import DECODE_FIELDS, SpectralCodecConfig
+from cadenza.plugins.evaluation.fidelity import log_mel, mel_distance, si_sdr
+from cadenza.plugins.spectral_codec.model import SpectralCodec
+from cadenza.plugins.spectral_codec import DECODE_FIELDS, SpectralCodecConfig
 from cadenza.registry import discover
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def markdown(result: dict) -> str:
          f"frames at most per fit, {result['epochs']} k-means epochs per codebook), measured on "
          f"{result['test_clips']} held-out test clips of {result['clip_seconds']:g} s."), "",
         ("Agreement: share of test clips where the estimators give the decoded clip the same label as the original. "
-        "Mel distance: multi-resolution log10-mel L1 (`cadenza.plugins.fidelity`, lower is better). SI-SDR: "
+        "Mel distance: multi-resolution log10-mel L1 (`cadenza.plugins.evaluation.fidelity`, lower is better). SI-SDR: "
         "waveform match in dB (Griffin-Lim rebuilds phase, so it is expected to be far below 0 dB). Speeds are x "
         "real time on one clip (median, wall clock); `decode 10 s` is seconds to decode 10 s of codes, wall clock and "
         "(in brackets) CPU time of this process, which other jobs on the shared machine do not inflate."), "",
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         out_dir = args.out_dir or (Path(tmp) / "out" if args.quick else ROOT / "docs" / "benchmarks")
         corpus = args.corpus
         if corpus is None:
-            from cadenza.core.corpus import Settings, build
+            from cadenza.plugins.workflows.corpus.build import Settings, build
 
             corpus = Path(tmp) / "corpus"
             n, seconds = (24, 3.0) if args.quick else (args.n, args.seconds)
@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> None:
             fit_seconds = fit_frames = None
             if mode == "file":
                 from cadenza.core.components import BuildContext
-                from cadenza.core.weights import parse_weights
-                from cadenza.plugins.spectral_codec import build
+                from cadenza.core.engine.weights import parse_weights
+                from cadenza.plugins.spectral_codec.model import build
 
                 codec = build(DEFAULT, BuildContext(weights=parse_weights(str(args.weights.resolve()))))
                 config = codec.config

@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.audio import load_audio, prepare
+from cadenza.core.audio.io import load_audio, prepare
 from cadenza.core.components import BuildContext
-from cadenza.core.params import structure_config
-from cadenza.core.weights import parse_weights
+from cadenza.core.spec.params import structure_config
+from cadenza.core.engine.weights import parse_weights
 from cadenza.registry import discover
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +55,10 @@ CASES = [
 def pretrained_file(name: str, config) -> Path:
     """Where the component looks for its pretrained file (checked, never downloaded here)."""
     if name == "encodec":
-        from cadenza.plugins.encodec_codec import cached_checkpoint
+        from cadenza.plugins.encodec.model import cached_checkpoint
 
         return cached_checkpoint(config)
-    from cadenza.plugins.dac_codec import cached_release
+    from cadenza.plugins.dac.model import cached_release
 
     return cached_release(config)
 

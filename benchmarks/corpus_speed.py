@@ -15,9 +15,9 @@ import platform
 import tempfile
 from pathlib import Path
 
-from cadenza.core.atomic import write_text
-from cadenza.core.corpus import Settings, build
-from cadenza.core.corpus_render import find_soundfont
+from cadenza.core.files.atomic import write_text
+from cadenza.plugins.workflows.corpus.build import Settings, build
+from cadenza.plugins.workflows.corpus.render import find_soundfont
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Why: autoregressive decoding dominates generation time, and the KV cache is what makes it
 linear instead of quadratic in the sequence length. This measures both paths of
-:func:`cadenza.core.decode.decode_stage` on a MusicLM-like *coarse* stage, scaled down to run
+:func:`cadenza.core.engine.decode.decode_stage` on a MusicLM-like *coarse* stage, scaled down to run
 on a small CPU: conditioning prefix, ~10 s of semantic tokens read, SoundStream-like acoustic
 codebooks written frame-major.
 
@@ -25,11 +25,11 @@ import torch
 from recording import command_line, load_average, machine_info, write_results
 
 from cadenza.core.components import BuildContext, StageRequest
-from cadenza.core.decode import decode_stage
+from cadenza.core.engine.decode import decode_stage
 from cadenza.core.layout import StageLayout, StreamSlice
 from cadenza.core.types import Conditioning, ConditioningInfo
 from cadenza.plugins.transformer import TransformerConfig
-from cadenza.plugins.transformer_model import build_transformer
+from cadenza.plugins.transformer.model import build_transformer
 
 FULL = {"d_model": 256, "layers": 6, "heads": 8, "codebook_size": 1024, "codebooks": 4, "read_tokens": 250, "cond_dim": 128}
 QUICK = {"d_model": 32, "layers": 2, "heads": 4, "codebook_size": 64, "codebooks": 2, "read_tokens": 16, "cond_dim": 16}

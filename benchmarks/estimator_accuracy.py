@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.core.atomic import write_text
-from cadenza.core.audio import load_audio, resample
-from cadenza.core.corpus import Settings, build
-from cadenza.core.corpus_render import find_soundfont
-from cadenza.plugins.estimators import pitch_class
+from cadenza.core.files.atomic import write_text
+from cadenza.core.audio.io import load_audio, resample
+from cadenza.plugins.workflows.corpus.build import Settings, build
+from cadenza.plugins.workflows.corpus.render import find_soundfont
+from cadenza.plugins.estimators.model import pitch_class
 from cadenza.registry import discover
 
 # Coarse instrument groups: families that sound alike, so confusing them is a lesser error.
@@ -122,7 +122,7 @@ def evaluate(corpus: Path, records: list[dict], rate: int | None) -> tuple[dict[
 
 def packaged_classifier() -> dict:
     """How the packaged instrument classifier was trained, from its weights file's metadata."""
-    from cadenza.plugins.instrument_classifier import PACKAGED, read_classifier
+    from cadenza.plugins.estimators.instrument import PACKAGED, read_classifier
 
     _, _, training = read_classifier(PACKAGED)
     data = training.get("data", {})

@@ -33,7 +33,7 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from cadenza.core.cascade import Cascade
+    from cadenza.core.engine.cascade import Cascade
 
     cascade = Cascade.from_spec(args.pipeline)
     biggest = [0]

@@ -4,8 +4,8 @@ Why: long-form generation continues each window from the tail of the last; a pie
 drifts (tempo halves, the key wanders) sounds stitched even without audible seams. This
 generates long clips with a pipeline (the bundled `default` unless told otherwise) for a few
 seeds, each with piece memory off and at the strengths asked for (``--hold``, default: off and
-the spec's ``output.hold``; see cadenza/core/piece_memory.py) and with the beat grid at each
-``--beat`` scale (default: off and the spec's ``output.beat``; cadenza/core/beat_grid.py), cuts
+the spec's ``output.hold``; see core/steering/piece_memory.py) and with the beat grid at each
+``--beat`` scale (default: off and the spec's ``output.beat``; core/steering/beat_grid.py), cuts
 each into 30 s segments,
 runs the corpus attribute estimators on each, and reports how many segments agree with the
 piece's most common tempo class, key and mode (and key from the pitch profile alone,
@@ -47,14 +47,14 @@ def semantic_chroma(cascade):
     component = cascade.pipeline.semantic_tokenizer
     if component is None or component.entry.name != "music-features":
         return None
-    from cadenza.plugins.music_features_plugin import CHROMA
+    from cadenza.plugins.music_features import CHROMA
 
     return cascade.semantic_tokenizer.centroids[:, CHROMA[0]:CHROMA[1]].double().cpu().numpy()
 
 
 def key_of_chroma(profile) -> str:
     """The best key ("G major") of a 12-bin profile by the estimators' default key profiles."""
-    from cadenza.plugins.estimators import PROFILES, best_key, key_scores
+    from cadenza.plugins.estimators.model import PROFILES, best_key, key_scores
 
     key, mode, _ = best_key(key_scores(profile, *PROFILES["albrecht-shanahan"]))
     return f"{key} {mode}"
@@ -66,7 +66,7 @@ def movement(audio, rate: int, lag_seconds: float = 0.5) -> float:
     frame ``lag_seconds`` later. About 0.2-0.4 for a clip with notes, near 0 for a held chord."""
     import numpy as np
 
-    from cadenza.core.plot_audio import mel_spectrogram_db
+    from cadenza.core.audio.plot import mel_spectrogram_db
 
     db, hop, _ = mel_spectrogram_db(audio, rate)
     x = db - db.mean(axis=0, keepdims=True)
@@ -78,7 +78,7 @@ def movement(audio, rate: int, lag_seconds: float = 0.5) -> float:
 
 def measured_segments(audio, rate: int, segment: float, metric) -> list[dict]:
     """The estimators' view of each ``segment``-second piece of ``[C, S]`` audio."""
-    from cadenza.plugins.estimators import Analysis, estimate_key
+    from cadenza.plugins.estimators.model import Analysis, estimate_key
 
     step = round(segment * rate)
     segments = []
@@ -143,8 +143,8 @@ def rendered_corpus(count: int, seconds: float, seed: int):
     import json
     import tempfile
 
-    from cadenza.core.audio import load_audio
-    from cadenza.core.corpus import Settings, build
+    from cadenza.core.audio.io import load_audio
+    from cadenza.plugins.workflows.corpus.build import Settings, build
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "corpus"
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from recording import command_line, load_average, machine_info, write_results
 
-    from cadenza.core.cascade import Cascade
+    from cadenza.core.engine.cascade import Cascade
     from cadenza.registry import get_registry
 
     load = load_average()

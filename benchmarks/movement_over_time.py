@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     from longform_stability import rendered_corpus
     from recording import command_line, load_average, machine_info, write_results
 
-    from cadenza.core.cascade import Cascade
+    from cadenza.core.engine.cascade import Cascade
 
     load = load_average()
     cascade = Cascade.from_spec(args.pipeline)

@@ -27,7 +27,7 @@ FORMS = ("tokens", "quantized", "pooled")
 
 def read_split(corpus: Path, split: str, limit: int) -> list:
     """The split's labelled lines, read as `cadenza evaluate` reads them (caption, attributes, audio)."""
-    from cadenza.core.evaluate import read_prompts
+    from cadenza.plugins.workflows.evaluate.runner import read_prompts
 
     return read_prompts(corpus / f"{split}.jsonl", limit=limit)[0]
 
@@ -36,7 +36,7 @@ def embed(mulan, prompts: list, batch: int = 32):
     """Unit audio and caption embeddings ``[N, dim]`` of labelled corpus lines."""
     import torch
 
-    from cadenza.core.audio import load_audio
+    from cadenza.core.audio.io import load_audio
 
     audio, text = [], []
     with torch.no_grad():
@@ -83,9 +83,9 @@ def measure(pipeline: str, train: list, test: list) -> dict:
     """Token agreement, cosine and probe accuracies of one pipeline's MuLan."""
     import torch
 
-    from cadenza.core.cascade import Cascade
+    from cadenza.core.engine.cascade import Cascade
     from cadenza.core.errors import InputError
-    from cadenza.core.evaluate import ATTRIBUTES
+    from cadenza.plugins.workflows.evaluate.runner import ATTRIBUTES
     from cadenza.registry import get_registry
 
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cadenza.core.atomic import write_text
+from cadenza.core.files.atomic import write_text
 
 
 def command_line(argv: list[str] | None) -> str:

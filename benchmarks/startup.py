@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cadenza.core.atomic import write_text
+from cadenza.core.files.atomic import write_text
 
 COMMANDS = [["--help"], ["plugins"], ["components"], ["validate", "tiny-random"]]
 TARGET_HELP_SECONDS = 0.5
@@ -27,7 +27,7 @@ TARGET_HELP_SECONDS = 0.5
 
 def time_command(args: list[str], runs: int) -> float:
     exe = shutil.which("cadenza") or sys.executable
-    prefix = [exe] if exe.endswith("cadenza") else [sys.executable, "-m", "cadenza.core.cli"]
+    prefix = [exe] if exe.endswith("cadenza") else [sys.executable, "-m", "cadenza.core.cli.main"]
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -37,7 +37,7 @@ def time_command(args: list[str], runs: int) -> float:
 
 
 def imports_torch(args: list[str]) -> bool:
-    code = ("import sys, io, contextlib\nfrom cadenza.core.cli import main\n"
+    code = ("import sys, io, contextlib\nfrom cadenza.core.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    try:\n        main(%r)\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)") % (args,)

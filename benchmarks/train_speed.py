@@ -4,12 +4,12 @@ Why: ``cadenza prepare`` runs the codec, the semantic tokenizer and the conditio
 training set once, so that stage training reads tokens instead of audio. This measures what
 that buys, per stage of a tiny download-free cascade (tiny-codec, mel-kmeans, byte-text):
 
-- **cache**: examples cut from a token cache (:mod:`cadenza.core.stage_data`), then one
+- **cache**: examples cut from a token cache (:mod:`cadenza.plugins.workflows.train.stage_data`), then one
   AdamW step of the stage transformer;
 - **re-tokenising**: the same examples (same clips, same crops) cut from the audio and run
   through the components the stage needs (codec for acoustic streams, semantic tokenizer,
   conditioner on the captions) in every step, then the same AdamW step;
-- **cadenza train**: the real trainer (``cadenza.core.trainer.train``: Accelerate, EMA,
+- **cadenza train**: the real trainer (``cadenza.plugins.workflows.train.trainer.train``: Accelerate, EMA,
   clipping, logging) on the cache, its per-step tokens/s from ``log.jsonl`` (median).
 
     python benchmarks/train_speed.py             # -> docs/benchmarks/train_speed.{json,md}
@@ -33,16 +33,16 @@ from pathlib import Path
 import torch
 from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.cascade import Cascade
+from cadenza.core.engine.cascade import Cascade
 from cadenza.core.components import StageRequest
-from cadenza.core.stage_data import (
+from cadenza.plugins.workflows.train.stage_data import (
     StageDataset,
     StreamBatches,
     check_cache,
     collate,
     to_request,
 )
-from cadenza.core.token_cache import CacheWriter, TokenCache, cache_header
+from cadenza.plugins.workflows.prepare.token_cache import CacheWriter, TokenCache, cache_header
 from cadenza.core.types import Conditioning
 
 FULL = {"d_model": 128, "layers": 2, "heads": 4, "codec_channels": 32, "codec_latent": 64, "codebook_size": 256,
@@ -183,8 +183,8 @@ def measure_stage(cascade: Cascade, name: str, cache: TokenCache, audio: list[to
 
 
 def measure_trainer(spec: Path, cache: Path, name: str, shape: dict, folder: Path) -> dict:
-    from cadenza.core.cli import build_parser
-    from cadenza.core.trainer import train
+    from cadenza.core.cli.main import build_parser
+    from cadenza.plugins.workflows.train.trainer import train
 
     steps = shape["warmup"] + shape["steps"]
     run = folder / f"run-{name}"

@@ -16,7 +16,7 @@ import attrs
 
 from cadenza.core.layout import StageLayout
 from cadenza.core.types import Conditioning, ConditioningInfo, SemanticInfo, TokenizerInfo
-from cadenza.core.weights import Weights
+from cadenza.core.engine.weights import Weights
 
 if TYPE_CHECKING:
     import torch
@@ -101,7 +101,7 @@ class SemanticTokenizer(Protocol):
 
     # Optional, for k-means tokenizers (``cadenza fit-kmeans`` uses it):
     # features(audio [B, C, S], sample_rate) -> [B, T, D] float, the vectors that are clustered.
-    # Optional, for the beat grid (cadenza.core.beat_grid): token_onsets() -> [vocab_size] float
+    # Optional, for the beat grid (cadenza.core.steering.beat_grid): token_onsets() -> [vocab_size] float
     # in [0, 1], how much of a note onset each id is.
 
 
@@ -171,7 +171,7 @@ class Metric(Protocol):
 
 @runtime_checkable
 class MelodySource(Protocol):
-    """Reads a file (MIDI, humming, a recording, ...) into a :class:`cadenza.core.melody.Melody`.
+    """Reads a file (MIDI, humming, a recording, ...) into a :class:`cadenza.core.steering.melody.Melody`.
 
     Its config class declares the file suffixes it reads as a class attribute, e.g.
     ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``, so ``--melody FILE`` can pick a

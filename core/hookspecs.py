@@ -17,7 +17,7 @@ imported only when a spec builds the component. Each hook's docstring below is i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
@@ -27,20 +27,27 @@ ENTRY_POINT_GROUP = "cadenza"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-# The ``register`` callback every registration hook receives:
-#
-#   register(name, factory, *, config=NoConfig, description="", default_weights="random")
-#
-# name            -- the name a spec uses (unique per kind across all installed plugins).
-# factory         -- callable ``(config, context: BuildContext) -> component``, or its
-#                    ``"module:attr"`` import path (preferred: imported only when built).
-# config          -- an attrs class; a spec's ``params:`` are checked against its fields.
-# description     -- one line for ``cadenza components``.
-# default_weights -- what ``weights:`` means when a spec leaves it out.
+class Registrar(Protocol):
+    """The ``register`` callback every component registration hook receives.
+
+    ``register(name, factory, *, config=NoConfig, description="", default_weights="random")``
+
+    - ``name``: the name a spec uses (unique per kind across all installed plugins).
+    - ``factory``: callable ``(config, context: BuildContext) -> component``, or its
+      ``"module:attr"`` import path (preferred: imported only when built).
+    - ``config``: an attrs class; a spec's ``params:`` are checked against its fields.
+    - ``description``: one line for ``cadenza components``.
+    - ``default_weights``: what ``weights:`` means when a spec leaves it out.
+
+    ``register_pipelines`` receives ``register(name, path_to_yaml, description=...)``.
+    """
+
+    def __call__(self, name: str, factory: Any, *, config: type = ..., description: str = "",
+                 default_weights: str = "random") -> None: ...
 
 
 @hookspec
-def register_tokenizers(register: Any) -> None:
+def register_tokenizers(register: Registrar) -> None:
     """Register acoustic tokenizers (neural codecs such as EnCodec or DAC).
 
     The config class implements ``describe(weights) -> TokenizerInfo`` (sample rate, frame
@@ -50,7 +57,7 @@ def register_tokenizers(register: Any) -> None:
 
 
 @hookspec
-def register_semantic_tokenizers(register: Any) -> None:
+def register_semantic_tokenizers(register: Registrar) -> None:
     """Register semantic tokenizers (e.g. HuBERT or w2v-BERT features + k-means).
 
     The config class implements ``describe(weights) -> SemanticInfo``; the component
@@ -59,7 +66,7 @@ def register_semantic_tokenizers(register: Any) -> None:
 
 
 @hookspec
-def register_conditioners(register: Any) -> None:
+def register_conditioners(register: Registrar) -> None:
     """Register conditioners (text encoders, joint audio-text models such as MuLan or CLAP).
 
     The config class implements ``describe(weights) -> ConditioningInfo`` (pooled, sequence
@@ -69,7 +76,7 @@ def register_conditioners(register: Any) -> None:
 
 
 @hookspec
-def register_stage_models(register: Any) -> None:
+def register_stage_models(register: Registrar) -> None:
     """Register stage models: token models that run one cascade stage.
 
     The factory receives ``context.layout`` (:class:`cadenza.core.layout.StageLayout`) and
@@ -80,7 +87,7 @@ def register_stage_models(register: Any) -> None:
 
 
 @hookspec
-def register_samplers(register: Any) -> None:
+def register_samplers(register: Registrar) -> None:
     """Register samplers: ``sampler(logits [B, V], generator) -> tokens [B]``.
 
     Guidance is applied by the cascade before the sampler sees the logits, so samplers
@@ -89,16 +96,16 @@ def register_samplers(register: Any) -> None:
 
 
 @hookspec
-def register_metrics(register: Any) -> None:
+def register_metrics(register: Registrar) -> None:
     """Register metrics: ``metric(audio, **inputs) -> {name: value}`` used by benchmarks."""
 
 
 @hookspec
-def register_melody_sources(register: Any) -> None:
+def register_melody_sources(register: Registrar) -> None:
     """Register melody sources: ``source(path) -> Melody`` for ``cadenza generate --melody FILE``.
 
     A source reads a file (a MIDI file, humming, another recording) into a
-    :class:`cadenza.core.melody.Melody` (notes as ``(start_s, end_s, midi_pitch, velocity)``),
+    :class:`cadenza.core.steering.melody.Melody` (notes as ``(start_s, end_s, midi_pitch, velocity)``),
     which the cascade turns into semantic tokens that steer the semantic stage. The config
     class lists the file suffixes it reads in a class attribute, e.g.
     ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``: ``--melody FILE`` uses the
@@ -109,7 +116,7 @@ def register_melody_sources(register: Any) -> None:
 
 
 @hookspec
-def register_pipelines(register: Any) -> None:
+def register_pipelines(register: Registrar) -> None:
     """Register pipeline presets: ``register(name, path_to_yaml, description=...)``.
 
     A preset is usable wherever a spec path is, e.g. ``cadenza generate --pipeline NAME``.
@@ -119,7 +126,7 @@ def register_pipelines(register: Any) -> None:
 @hookspec
 def before_stage(stage: Any, request: Any) -> None:
     """Observer: a cascade stage is about to run. ``stage`` is the stage's spec
-    (:class:`cadenza.core.spec.StageSpec`); ``request`` its :class:`StageRequest`."""
+    (:class:`cadenza.core.spec.schema.StageSpec`); ``request`` its :class:`StageRequest`."""
 
 
 @hookspec

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from cadenza.core.atomic import write_text
+from cadenza.core.files.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_WEIGHTS = ROOT / "plugins" / "weights" / "default"
@@ -282,7 +282,7 @@ SPEED_PROMPT = "a calm piano melody in A minor, slow, soft, no drums"
 SPEED_CODE = """
 import json, resource, sys, time
 start = time.perf_counter()
-from cadenza.core.cli import main
+from cadenza.core.cli.main import main
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "wall_s": time.perf_counter() - start,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -84,16 +84,16 @@ class TinyPipeline:
         return path
 
     def validate(self) -> Any:
-        """The checked :class:`~cadenza.core.validate.ResolvedPipeline`; SpecError lists problems."""
-        from cadenza.core.validate import check_tree
+        """The checked :class:`~cadenza.core.spec.validate.ResolvedPipeline`; SpecError lists problems."""
+        from cadenza.core.spec.validate import check_tree
 
         return check_tree(self.spec, self.registry)
 
     def cascade(self, device: str = "cpu") -> Any:
-        from cadenza.core.cascade import Cascade
+        from cadenza.core.engine.cascade import Cascade
 
         return Cascade.from_spec(self.spec, registry=self.registry, device=device)
 
     def generate(self, prompt: str = "a short test tune", seconds: float | None = None, seed: int = 0) -> Any:
-        """Build the cascade and generate; returns its :class:`~cadenza.core.cascade.Generation`."""
+        """Build the cascade and generate; returns its :class:`~cadenza.core.engine.cascade.Generation`."""
         return self.cascade().generate(prompt, seconds=seconds, seed=seed)

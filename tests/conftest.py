@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cadenza.core.cli import main
+from cadenza.core.cli.main import main
 from cadenza.registry import discover, set_registry
 from tiny_specs import TINY_SPEC
 
@@ -70,7 +70,7 @@ def real_audio():
     Real music recordings shipped in the encodec sdist (fetched by setup.sh into tests/data),
     optionally resampled and cut, so components are tested on music rather than sine waves.
     """
-    from cadenza.core.audio import load_audio, resample
+    from cadenza.core.audio.io import load_audio, resample
 
     def load(name: str = "24k", rate: int | None = None, seconds: float | None = None):
         path = DATA / f"test_{name}.wav"
@@ -92,8 +92,8 @@ def render_corpus(tmp_path_factory):
 
     FluidSynth and a SoundFont are installed by setup.sh, so their absence fails the test.
     """
-    from cadenza.core.corpus import Settings, build
-    from cadenza.core.corpus_render import Renderer, RenderToolError
+    from cadenza.plugins.workflows.corpus.build import Settings, build
+    from cadenza.plugins.workflows.corpus.render import Renderer, RenderToolError
 
     def render(n: int, seconds: float, seed: int) -> Path:
         try:

@@ -1,0 +1,66 @@
+"""Signal processing shared by every plugin and metric: the mel scale and its filterbank.
+
+torchaudio cannot be a dependency of the core install, and the codecs, conditioners, metrics
+and the ``--plot`` spectrogram must agree on one set of filters, so there is one definition
+here. Heavy (torch at import): imported only by modules that compute.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+
+def hz_to_mel(hz: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> torch.Tensor:
+    """Slaney (librosa's default: linear below 1 kHz, log above) or HTK (``2595 log10(1 + f/700)``)."""
+    if scale == "htk":
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + torch.log(hz.clamp(min=1000.0) / 1000.0) / (math.log(6.4) / 27.0)
+    return torch.where(hz >= 1000.0, log_part, linear)
+
+
+def mel_to_hz(mel: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> torch.Tensor:
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (mel - 15.0))
+    return torch.where(mel >= 15.0, log_part, linear)
+
+
+def mel_filterbank(
+    n_freqs: int,
+    n_mels: int,
+    sample_rate: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    scale: Literal["slaney", "htk"] = "slaney",
+    norm: Literal["slaney"] | None = None,
+) -> torch.Tensor:
+    """Triangular mel filters, ``[n_freqs, n_mels]`` (torchaudio's ``melscale_fbanks`` layout).
+
+    ``n_freqs`` is ``n_fft // 2 + 1``; ``power_spec[..., n_freqs] @ fb`` gives mel energies.
+    Centres are evenly spaced on the chosen mel scale between ``f_min`` and ``f_max``
+    (default Nyquist). Without ``norm`` each filter peaks at 1, so between the first and last
+    centre the filters sum to 1 at every frequency; ``norm="slaney"`` divides each by its
+    width instead (constant energy per filter, as librosa's default).
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
+    mels = torch.linspace(
+        float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64), scale)),
+        float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64), scale)),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
+    points = mel_to_hz(mels, scale)  # n_mels + 2 edges: filter m spans points[m] .. points[m + 2]
+    widths = points[1:] - points[:-1]
+    slopes = points[None, :] - freqs[:, None]  # [n_freqs, n_mels + 2]
+    rising = -slopes[:, :-2] / widths[:-1]
+    falling = slopes[:, 2:] / widths[1:]
+    fb = torch.minimum(rising, falling).clamp(min=0)
+    if norm == "slaney":
+        fb = fb * (2.0 / (points[2:] - points[:-2]))[None, :]
+    return fb.float()

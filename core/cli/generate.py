@@ -1,0 +1,113 @@
+"""``cadenza generate``: one prompt -> an audio file plus a JSON sidecar saying how it was made.
+
+With ``--prime`` the prompt continues an audio file; ``--melody FILE`` follows a melody read
+by a melody source plugin (:mod:`cadenza.core.steering.melody`); ``--rerank K`` keeps the best of K
+candidates (:mod:`cadenza.core.engine.rerank`); ``--seconds`` beyond ``--window`` is generated window
+by window (:mod:`cadenza.core.engine.longform`); ``--prompts FILE`` hands over to the batch mode in
+:mod:`cadenza.core.cli.batch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cadenza.core.cli.batch import run_batch
+from cadenza.core.cli.generation_io import (build_sidecar, check_long_form, check_melody_args, check_output,
+                                           check_prime_length, load_prime, melody_problem, sidecar_path,
+                                           write_outputs)
+from cadenza.core.errors import InputError
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "prompts", None) is not None:
+        return run_batch(args)
+    from cadenza.core.engine.cascade import Cascade, check_seconds
+    from cadenza.core.prompts import check_prompts
+    from cadenza.core.spec.validate import load_pipeline
+    from cadenza.registry import get_registry
+
+    for flag, given in (("--out", args.out is not None), ("--resume", args.resume)):
+        if given:
+            raise InputError(f"{flag} is for batch mode (--prompts FILE); one prompt is written to --output")
+    if args.prompt is None:
+        raise InputError("give a prompt, or --prompts FILE to generate a batch")
+    check_prompts([args.prompt])
+    if args.seconds is not None:
+        check_seconds(args.seconds)
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.only_new and args.prime is None:
+        raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
+    check_long_form(args.window, args.overlap, hold=args.hold, beat=args.beat, bpm=args.bpm)
+    check_melody_args(args)
+    output = check_output(args.output or "out.wav")
+    prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
+    registry = get_registry()
+    pipeline = load_pipeline(args.pipeline, registry)
+    melody = None
+    if args.melody is not None:
+        from cadenza.core.steering.melody import read_melody
+
+        problem = melody_problem(pipeline)
+        if problem:
+            raise InputError(f"--melody: {problem}")
+        melody = read_melody(args.melody, args.melody_source, registry)
+    seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
+    check_long_form(args.window, args.overlap, pipeline.spec.output)
+    if prime is not None:
+        check_prime_length(args.prime, prime, prime_rate, seconds)
+    cascade = Cascade(pipeline, registry, device=args.device)
+    random_slots = cascade.random_components()
+    if random_slots and not args.quiet:
+        print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
+              f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
+    progress = None if args.quiet else _progress_bars
+
+    def generate(seeds):
+        return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
+                                prime_rate=prime_rate, only_new=args.only_new, window=args.window,
+                                overlap=args.overlap, melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm)
+
+    extra = {}
+    if args.rerank > 1:
+        from cadenza.core.engine.rerank import build_scorer, rerank
+
+        scorer = build_scorer(args.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
+        generation, report = rerank(generate, [args.prompt], [args.seed], args.rerank, scorer)
+        extra["rerank"] = {"seed": args.seed, **report[0]}
+    else:
+        generation = generate(args.seed)
+    write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
+                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime, extra=extra),
+                  plot_title=args.prompt if args.plot else None)
+    if not args.quiet:
+        length = generation.audio.shape[-1] / generation.sample_rate
+        print(f"wrote {output} ({length:g} s at {generation.sample_rate} Hz) and {sidecar_path(output)}",
+              file=sys.stderr)
+        if prime is not None:
+            print(f"note: {'the audio holds only what follows' if args.only_new else 'the audio starts with'} "
+                  f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
+                  file=sys.stderr)
+        if generation.beats:
+            pulse = generation.beats[0]
+            source = "as asked" if pulse["from"] == "given" else "the tempo of the opening"
+            print(f"note: held the beat at {pulse['bpm']:g} BPM ({source})", file=sys.stderr)
+        if melody is not None:
+            print(f"note: followed the melody of {args.melody} ({len(melody.notes)} notes, {melody.seconds:g} s, "
+                  f"melody source {melody.source})", file=sys.stderr)
+        if args.rerank > 1:
+            chosen = extra["rerank"]["candidates"][extra["rerank"]["chosen"]]
+            print(f"note: kept candidate {extra['rerank']['chosen'] + 1} of {args.rerank} (seed {chosen['seed']}, "
+                  f"{args.rerank_metric} {chosen['score']})", file=sys.stderr)
+        if generation.windows:
+            print(f"note: long-form generation in {len(generation.windows)} windows of {generation.window:g} s "
+                  f"overlapping by {generation.overlap:g} s", file=sys.stderr)
+    return 0
+
+
+def _progress_bars(stage: str, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"stage {stage}", unit="tok", file=sys.stderr, leave=False,
+                dynamic_ncols=True, disable=None)  # None: no bars when stderr is not a terminal

@@ -1,0 +1,451 @@
+"""The cascade runner: conditioning -> stages in order -> codec decode -> audio.
+
+``Cascade.from_spec`` checks the whole spec before building anything, then builds each
+component through its plugin. ``generate`` runs the stages as the spec orders them, each
+reading the streams earlier stages wrote, and decodes the acoustic codebooks to audio.
+
+The same loop continues audio: a prime's tokens (from the pipeline's own tokenizers) are the
+already-written prefix of every stage. Long durations run it window by window, each window's
+prefix being the previous window's tail (:mod:`cadenza.core.engine.longform`); one short clip is the
+one-window case, with no prefix.
+
+A melody (:mod:`cadenza.core.steering.melody`) steers the semantic stage the same way: forced, its
+semantic tokens are the written prefix of the semantic stream only (the acoustic stages then
+read them as they read any semantic tokens); guided, the semantic stage's logits get a bonus
+toward them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cadenza.core.components import BuildContext, StageRequest
+from cadenza.core.errors import InputError
+from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
+                                   resolve_window, window_frames)
+from cadenza.core.prompts import check_prompts
+from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
+
+ProgressFactory = Callable[[str, int], Any]  # (stage name, total tokens) -> object with update(n), close()
+
+
+@attrs.frozen
+class Generation:
+    """The result of one ``generate`` call: audio ``[B, C, S]`` plus everything that made it."""
+
+    audio: Any
+    sample_rate: int
+    prompts: tuple[str, ...]
+    seed: int | tuple[int, ...]  # one seed for the batch, or one per prompt
+    seconds: float  # requested duration, prime included
+    tokens: dict[str, Any]  # "semantic": [B, 1, T]; "acoustic": [B, Q, T] (prime included)
+    stage_seconds: dict[str, float]
+    prime_seconds: float = 0.0  # the prime's tokens cover this much of the start
+    only_new: bool = False  # audio holds only what follows the prime
+    windows: tuple[dict[str, float], ...] = ()  # long-form windows (start, new, end seconds); () for one pass
+    window: float | None = None  # long-form window and overlap seconds; None for one pass
+    overlap: float | None = None
+    melody: tuple[dict[str, Any], ...] = ()  # per row: the melody that steered it (Melody.describe()); () for none
+    melody_strength: float | None = None  # None: forced; else the guidance logit bonus
+    hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
+    beat: float | None = None  # beat-grid logit scale it ran with; None: no grid applied
+    beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe()); () for none
+
+    @property
+    def row_seeds(self) -> tuple[int, ...]:
+        """The seed of each row: the batch's one seed repeated, or the per-row seeds."""
+        return (self.seed,) * len(self.prompts) if isinstance(self.seed, int) else tuple(self.seed)
+
+
+def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
+    """One non-negative seed, or a list of ``batch`` of them (a generator per row)."""
+    def bad(value: Any) -> bool:
+        return isinstance(value, bool) or not isinstance(value, int) or value < 0
+
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        if seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+        return seed
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or any(bad(s) for s in seed):
+        raise InputError(f"seed must be a non-negative integer or one per prompt, got {seed!r}")
+    if len(seed) != batch:
+        raise InputError(f"got {len(seed)} seeds for {batch} prompts")
+    return list(seed)
+
+
+def _stage_seed(seed: int, stage: int, window: int) -> int:
+    """The generator seed of one stage in one window (window 0: the one-pass seed)."""
+    return (seed * 7919 + stage + window * 1_000_003) % (2**63)
+
+
+def check_seconds(seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"duration must be a positive number of seconds, got {seconds!r}")
+    return float(seconds)
+
+
+class Cascade:
+    """A built pipeline. Components are built once, on construction, from a checked spec."""
+
+    def __init__(self, pipeline: ResolvedPipeline, registry: Any, device: str = "cpu"):
+        self.pipeline = pipeline
+        self.registry = registry
+        self.device = device
+        self.tokenizer = self._build(pipeline.tokenizer)
+        self.conditioner = self._build(pipeline.conditioner) if pipeline.conditioner else None
+        self._semantic_tokenizer = None
+        self.models = {s.spec.name: self._build(s.model, layout=s.layout) for s in pipeline.stages}
+        self.samplers = {s.spec.name: self._build(s.sampler) for s in pipeline.stages}
+
+    @classmethod
+    def from_spec(cls, source: str | Path | dict, registry: Any = None, device: str = "cpu") -> "Cascade":
+        """Build from a spec file, a preset name, or an already-loaded spec mapping."""
+        if registry is None:
+            from cadenza.registry import get_registry
+
+            registry = get_registry()
+        pipeline = check_tree(source, registry) if isinstance(source, dict) else load_pipeline(source, registry)
+        return cls(pipeline, registry, device)
+
+    def _build(self, component: ResolvedComponent, layout: Any = None) -> Any:
+        context = BuildContext(weights=component.weights or BuildContext().weights, device=self.device, layout=layout)
+        return component.entry.build(component.config, context)
+
+    @property
+    def semantic_tokenizer(self) -> Any:
+        """Built on first use: generation from text alone never runs it."""
+        if self._semantic_tokenizer is None and self.pipeline.semantic_tokenizer:
+            self._semantic_tokenizer = self._build(self.pipeline.semantic_tokenizer)
+        return self._semantic_tokenizer
+
+    @property
+    def sample_rate(self) -> int:
+        return self.pipeline.tokenizer.info.sample_rate
+
+    def random_components(self) -> list[str]:
+        """Slots whose weights are random (untrained): their output is not music."""
+        return [c.slot for c in self.pipeline.components() if c.weights is not None and c.weights.is_random]
+
+    @property
+    def default_window(self) -> float:
+        """Window when none is given: the spec's ``output.window``, else 10 s (or ``output.seconds`` if longer)."""
+        output = self.pipeline.spec.output
+        return default_window(output.seconds, output.window)
+
+    def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
+                 progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
+                 only_new: bool = False, window: float | None = None, overlap: float | None = None,
+                 melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
+                 beat: float | None = None, bpm: float | None = None) -> Generation:
+        """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
+
+        ``seed``: one int for the batch (one generator shared by the rows), or one int per
+        prompt (a generator per row: a row's tokens are then those it gets alone with that seed).
+
+        ``prime`` (``[C, S]``, or ``[B, C, S]`` with B 1 or one per prompt, at ``prime_rate``,
+        default the codec's rate): audio to continue. It is encoded with the pipeline's own
+        tokenizer (and semantic tokenizer) and its tokens are the written prefix of every
+        stage; ``seconds`` is the total length, prime included. The audio starts with the prime
+        *as decoded from its codes* (not its original samples), or with ``only_new`` holds only
+        what follows it. Output with a prime is not peak-normalised: the prime sets the level.
+
+        ``seconds`` longer than ``window`` (default :attr:`default_window`) is generated window
+        by window, each continuing the last ``overlap`` seconds of the one before at token level:
+        see :mod:`cadenza.core.engine.longform`. Without a ``window`` the spec's ``output.window`` and
+        ``output.overlap`` apply; otherwise (and without them) the overlap is half a window.
+
+        ``melody``: a :class:`cadenza.core.steering.melody.Melody`, or one per prompt (all or none), to
+        follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
+        stream for the melody's length (up to ``seconds``) and the semantic stage only continues
+        them; with a strength the semantic stage runs with that logit bonus on the melody's
+        token at each frame. Needs a semantic stage; not combinable with a prime.
+
+        ``hold``: piece memory (:mod:`cadenza.core.steering.piece_memory`) for long pieces and
+        continuations: every stage gets this logit penalty on the token ids its stream did not
+        use in the piece's opening (the prime, and from the second window on the first window
+        too), and where the conditioner can embed audio the conditioning becomes the text's
+        mixed with the opening's sound, so the piece keeps to what it opened with. A first
+        window without a prime has no opening and is unchanged. None: the spec's
+        ``output.hold``; 0: off.
+
+        ``beat``: the beat grid's logit scale (:mod:`cadenza.core.steering.beat_grid`): the semantic
+        stage keeps one tempo, ``bpm`` from the first frame, or without it the tempo of the
+        piece's first :data:`~cadenza.core.steering.beat_grid.OPENING` seconds (a prime included),
+        estimated once per row and held by every window that starts after them (so a clip that
+        short is not steered). None: the spec's ``output.beat`` (with ``bpm`` and a
+        spec at 0: :data:`~cadenza.core.steering.beat_grid.DEFAULT_STRENGTH`); 0: off. Needs a semantic
+        tokenizer that knows which tokens are onsets.
+        """
+        import torch
+
+        from cadenza.core.steering.beat_grid import OPENING, token_onsets
+        from cadenza.core.steering.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
+        from cadenza.core.steering.piece_memory import check_strength as check_hold
+
+        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
+        seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
+        batch = len(prompts)
+        seeds = check_seeds(seed, batch)
+        window, overlap = resolve_window(window, overlap, self.pipeline.spec.output)
+        if only_new and prime is None:
+            raise InputError("only_new needs a prime: without one, all of the audio is new")
+        melodies = melody_rows(melody, batch)
+        strength = check_strength(melody_strength)
+        hold = check_hold(self.pipeline.spec.output.hold if hold is None else hold)
+        if melodies is not None:
+            self._check_melody(prime)
+        beat, bpm = self._check_beat(beat, bpm)
+        onsets = token_onsets(self.semantic_tokenizer if "semantic" in self.frame_rates else None,
+                              self.pipeline.spec.name).to(self.device) if beat else None
+        beats = None  # per row, once the piece has a tempo to keep
+        with torch.inference_mode():
+            history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
+            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
+            if prime_seconds >= seconds:
+                raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
+                                 "the duration includes the prime, so ask for more")
+            plan = plan_windows(seconds, window, overlap, prime_seconds)
+            guide = None
+            if melodies is not None:
+                sem_info = self.pipeline.semantic_tokenizer.info
+                if strength is None:
+                    history["semantic"] = semantic_prefix(self.semantic_tokenizer, sem_info, melodies,
+                                                          seconds).to(self.device)
+                else:
+                    vocab = next(s.layout.writes.codebook_size for s in self.pipeline.stages
+                                 if s.layout.writes.stream == "semantic")
+                    guide = guidance_bias(self.semantic_tokenizer, sem_info, melodies, seconds, strength, vocab)
+            conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
+            timings: dict[str, float] = {}
+            held = None  # (opening frames, conditioning mixed with the opening's sound) under hold
+            for win in plan:
+                context, frames, begins = {}, {}, {}
+                for stream, rate in self.frame_rates.items():
+                    have = history[stream].shape[2] if stream in history else 0
+                    begins[stream], frames[stream] = window_frames(win, have, rate)
+                    # a melody's semantic tokens may reach past this window: its context stops at its end
+                    stop = min(have, frames_before(win.end, rate))
+                    if stop > begins[stream]:
+                        context[stream] = history[stream][:, :, begins[stream]:stop]
+                memory, window_conditioning = {}, conditioning
+                if hold is not None:  # the piece's opening: what exists before the second window
+                    opening = min(win.new, plan[0].end)
+                    memory = {stream: history[stream][:, :, :frames_before(opening, rate)]
+                              for stream, rate in self.frame_rates.items() if stream in history}
+                    if "acoustic" in memory and memory["acoustic"].shape[2]:
+                        if held is None or held[0] != memory["acoustic"].shape[2]:
+                            held = (memory["acoustic"].shape[2], self._opening_conditioning(memory["acoustic"],
+                                                                                            conditioning, window))
+                        window_conditioning = held[1]
+                if beat and beats is None and (bpm is not None or win.new >= OPENING - 1e-9):
+                    beats = self._piece_beats(history, win.new, bpm, batch, onsets)
+                label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
+                new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
+                                       guide=guide, begins=begins, memory=memory, hold=hold,
+                                       grid=(onsets, beats, beat) if beats else None)
+                for stream, tokens in new.items():
+                    history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
+            start = time.perf_counter()
+            rate = self.frame_rates["acoustic"]
+            chunk = frames_before(window, rate)
+            audio = decode_chunked(self.tokenizer, history["acoustic"], rate, self.sample_rate, chunk,
+                                   frames_before(DECODE_MARGIN, rate))
+            timings["decode"] = time.perf_counter() - start
+        begin = round(prime_seconds * self.sample_rate) if only_new else 0
+        audio = self._finish(audio, seconds, begin=begin, normalize=prime is None)
+        return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
+                          history, timings, prime_seconds=prime_seconds, only_new=only_new,
+                          windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
+                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
+                          melody=tuple(m.describe() for m in melodies) if melodies else (),
+                          melody_strength=strength if melodies else None,
+                          hold=hold if len(plan) > 1 or prime is not None else None,
+                          beat=beat if beats else None,
+                          beats=tuple(b.describe(self.frame_rates["semantic"]) for b in beats) if beats else ())
+
+    def _check_beat(self, beat: float | None, bpm: float | None) -> tuple[float | None, float | None]:
+        """``(strength, bpm)`` of a run: ``beat`` (None: the spec's ``output.beat``) checked, and
+        a given tempo switching the grid on at the default strength where the spec has it off."""
+        from cadenza.core.steering.beat_grid import DEFAULT_STRENGTH, check_bpm, check_strength
+
+        bpm = check_bpm(bpm)
+        strength = check_strength(self.pipeline.spec.output.beat if beat is None else beat)
+        if bpm is not None and strength is None:
+            if beat is not None:
+                raise InputError("a bpm needs the beat grid: beat 0 turns it off")
+            strength = DEFAULT_STRENGTH
+        return strength, bpm
+
+    def _piece_beats(self, history: dict, new: float, bpm: float | None, batch: int, onsets: Any) -> list:
+        """Each row's pulse for the rest of the piece from the semantic tokens that exist before
+        ``new`` seconds: the strongest, or at ``bpm`` its beats' phase there (none exist: a beat
+        on frame 0)."""
+        from cadenza.core.steering.beat_grid import Beat, estimate_beats
+
+        rate = self.frame_rates["semantic"]
+        written = history["semantic"][:, 0, :frames_before(new, rate)] if "semantic" in history else None
+        if bpm is None:
+            return estimate_beats(written, onsets, rate)
+        if written is None or not written.shape[-1]:
+            return [Beat.given(bpm, rate)] * batch
+        return estimate_beats(written, onsets, rate, bpm=bpm)
+
+    def _opening_conditioning(self, codes: Any, conditioning: Any, window: float) -> Any:
+        """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the
+        text's mixed with the opening's audio embedding where the conditioner can embed audio
+        (:func:`cadenza.core.steering.piece_memory.opening_conditioning`)."""
+        from cadenza.core.steering.piece_memory import hears_openings, opening_conditioning
+
+        if not hears_openings(self.conditioner, conditioning):  # nothing to mix: skip decoding the opening
+            return conditioning
+        rate = self.frame_rates["acoustic"]
+        audio = decode_chunked(self.tokenizer, codes, rate, self.sample_rate, frames_before(window, rate),
+                               frames_before(DECODE_MARGIN, rate))
+        return opening_conditioning(self.conditioner, conditioning, audio.to(self.device), self.sample_rate)
+
+    def _check_melody(self, prime: Any) -> None:
+        """A melody needs a semantic stage (and tokenizer) to steer, and no prime (its semantic
+        tokens would compete with the prime's)."""
+        if prime is not None:
+            raise InputError("a melody cannot be combined with a prime: give one or the other")
+        if "semantic" not in self.frame_rates:
+            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic stage for a melody to steer "
+                             "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")
+        if self.semantic_tokenizer is None:
+            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic tokenizer to turn a melody into "
+                             "semantic tokens")
+
+    @property
+    def frame_rates(self) -> dict[str, float]:
+        """Frame rate of each stream the stages write, in the order they are first written."""
+        rates: dict[str, float] = {}
+        for stage in self.pipeline.stages:
+            rates.setdefault(stage.layout.writes.stream, stage.layout.writes.frame_rate)
+        return rates
+
+    def encode_prime(self, prime: Any, rate: int | None = None, batch: int = 1) -> dict[str, Any]:
+        """Prime audio -> its tokens per stream ``{"acoustic": [B, Q, T], "semantic": [B, 1, T']}``.
+
+        The acoustic codes are cut to whole frames of the prime (a last, partly padded frame is
+        dropped) and the other streams to the same duration, so every stream's prefix is made of
+        the prime's audio only.
+        """
+        import torch
+
+        from cadenza.core.audio.io import prepare
+
+        rate = self.sample_rate if rate is None else rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            raise InputError(f"prime_rate must be a positive integer (Hz), got {rate!r}")
+        if not isinstance(prime, torch.Tensor) or prime.dim() not in (2, 3) or not prime.is_floating_point():
+            raise InputError("the prime must be float audio [channels, samples] or [batch, channels, samples]")
+        prime = prime[None] if prime.dim() == 2 else prime
+        if prime.shape[0] not in (1, batch):
+            raise InputError(f"the prime has {prime.shape[0]} clips for {batch} prompts: give 1 or {batch}")
+        prime = prime.expand(batch, -1, -1).float().cpu()
+        info = self.pipeline.tokenizer.info
+        acoustic_rate = self.frame_rates["acoustic"]
+        frames = math.floor(prime.shape[-1] / rate * acoustic_rate + 1e-6)
+        if frames < 1:
+            raise InputError(f"the prime ({prime.shape[-1] / rate:g} s) is shorter than one codec frame "
+                             f"({1 / acoustic_rate:g} s)")
+        codes = self.tokenizer.encode(prepare(prime, rate, info.sample_rate, info.channels).to(self.device))
+        tokens = {"acoustic": codes[:, :, :frames].long()}
+        seconds = tokens["acoustic"].shape[2] / acoustic_rate
+        if "semantic" in self.frame_rates:
+            if self.semantic_tokenizer is None:
+                raise InputError("the pipeline has a semantic stage but no semantic tokenizer to encode the prime")
+            sem = self.pipeline.semantic_tokenizer.info
+            ids = self.semantic_tokenizer.tokenize(prepare(prime, rate, sem.sample_rate, 1).to(self.device))
+            tokens["semantic"] = ids[:, None, : math.floor(seconds * self.frame_rates["semantic"] + 1e-6)].long()
+        return tokens
+
+    def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
+                    window: int, progress: ProgressFactory | None, label: Callable[[str], str],
+                    timings: dict[str, float], guide: Any = None, begins: dict | None = None,
+                    memory: Any = None, hold: float | None = None, grid: Any = None) -> dict[str, Any]:
+        """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
+
+        ``context[stream]``: the tokens that already exist in the window (its written prefix at
+        every stage that writes the stream); ``frames[stream]``: how many frames to add.
+        ``guide``: a melody's ``[B, T, V]`` logit bias for the semantic stage, whose written
+        position 0 is frame ``begins["semantic"]`` of the output. ``memory[stream]``: the
+        piece's opening ``[B, width, N]``; with ``hold`` every stage gets that logit penalty on
+        the ids its codebooks did not use there (:func:`cadenza.core.steering.piece_memory.memory_model`).
+        ``grid``: ``(onsets, beats, strength)``, the beat grid on the semantic stage
+        (:func:`cadenza.core.steering.beat_grid.beat_model`).
+        """
+        import torch
+
+        from cadenza.core.steering.beat_grid import beat_model
+        from cadenza.core.engine.decode import decode_stage
+        from cadenza.core.steering.melody import guided_model
+        from cadenza.core.steering.piece_memory import memory_model
+
+        streams: dict[str, torch.Tensor] = {}
+        for index, stage in enumerate(self.pipeline.stages):
+            name, layout = stage.spec.name, stage.layout
+            writes = layout.writes
+            prefix = context[writes.stream][:, writes.start:writes.stop] if writes.stream in context else None
+            count = frames[writes.stream]
+            reads = tuple(streams[r.stream][:, r.start:r.stop] for r in layout.reads)
+            request = StageRequest(batch, reads, conditioning if layout.conditioning_mode != "none" else None)
+            if count < 1:  # this stream already reaches the window's end (streams at other rates do not)
+                empty = torch.zeros(batch, writes.num_codebooks, 0, dtype=torch.long, device=self.device)
+                self._store(streams, writes, empty if prefix is None else prefix)
+                continue
+            if isinstance(seeds, int):
+                generator = torch.Generator(device=self.device).manual_seed(_stage_seed(seeds, index, window))
+            else:
+                generator = [torch.Generator(device=self.device).manual_seed(_stage_seed(s, index, window)) for s in seeds]
+            bar = progress(label(name), count * writes.num_codebooks) if progress else None
+            self.registry.hook.before_stage(stage=stage.spec, request=request)
+            start = time.perf_counter()
+            try:
+                model = self.models[name]
+                if guide is not None and writes.stream == "semantic":
+                    model = guided_model(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
+                if grid is not None and writes.stream == "semantic":
+                    model = beat_model(model, *grid, offset=(begins or {}).get("semantic", 0))
+                before = (memory or {}).get(writes.stream)
+                if hold is not None and before is not None and before.shape[2]:
+                    model = memory_model(model, before[:, writes.start:writes.stop], hold)
+                tokens = decode_stage(model, request, count, self.samplers[name],
+                                      guidance_scale=stage.spec.guidance_scale, generator=generator,
+                                      progress=bar.update if bar else None, prefix=prefix)
+            except BaseException as exc:
+                self.registry.hook.on_stage_error(stage=stage.spec, error=exc)
+                raise
+            finally:
+                if bar:
+                    bar.close()
+            elapsed = time.perf_counter() - start
+            timings[name] = timings.get(name, 0.0) + elapsed
+            self.registry.hook.after_stage(stage=stage.spec, tokens=tokens, seconds=elapsed)
+            self._store(streams, writes, tokens if prefix is None else torch.cat([prefix.to(tokens.device), tokens], 2))
+        return {stream: tokens[:, :, context[stream].shape[2] if stream in context else 0:]
+                for stream, tokens in streams.items()}
+
+    def _store(self, streams: dict, writes: Any, tokens: Any) -> None:
+        """Put a stage's ``[B, Q, T]`` tokens at their codebook offset in their stream."""
+        if writes.stream not in streams:
+            width = 1 if writes.stream == "semantic" else self.pipeline.tokenizer.info.num_codebooks
+            streams[writes.stream] = tokens.new_zeros(tokens.shape[0], width, tokens.shape[2])
+        streams[writes.stream][:, writes.start:writes.stop] = tokens
+
+    def _finish(self, audio: Any, seconds: float, begin: int = 0, normalize: bool = True) -> Any:
+        """Trim to samples ``begin..seconds``, then peak-normalise (unless told not to) and clip per clip."""
+        import torch
+
+        audio = audio[..., begin : round(seconds * self.sample_rate)].cpu()
+        peak_dbfs = self.pipeline.spec.output.peak_dbfs
+        if peak_dbfs is not None and normalize:
+            peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+            audio = audio / peak * (10 ** (peak_dbfs / 20))
+        return torch.clamp(audio, -1.0, 1.0)

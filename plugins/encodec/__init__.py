@@ -1,0 +1,151 @@
+"""The ``encodec`` tokenizer: Meta's EnCodec (``pip install cadenza[encodec]``), registration only.
+
+This module must stay light (no torch, no ``encodec`` import) because discovery imports it;
+the model lives in :mod:`.encodec_codec`. Everything the spec validator needs - sample rate,
+frame rate, number of codebooks for a bandwidth - is computed here from the same formulas the
+library uses, so ``cadenza validate`` sizes the stages right without loading 90 MB of weights.
+
+``weights:`` is one of
+  ``pretrained`` (default) - the library's official checkpoint for ``model``, cached exactly
+      where the ``encodec`` package caches it (``<torch hub dir>/checkpoints/<file>``);
+  a local path - a ``.th`` state dict as the library publishes it (or a folder holding one),
+      or a Cadenza checkpoint folder written by ``save_pretrained`` (its ``config.json`` rules);
+  ``random`` - a seeded random EnCodec built from the architecture fields below (tests, plumbing).
+
+The 48 kHz model (stereo) normalises its input and returns one scale per 1 s segment; codes
+cannot carry scales, so Cadenza encodes a whole clip in one segment, normalised to unit RMS as
+the library does per segment, and decodes to a fixed RMS level ``rms``. See
+:mod:`.encodec_codec` for why.
+"""
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from cadenza.core.errors import WeightsError
+from cadenza.core.hookspecs import hookimpl
+from cadenza.core.spec.params import config_for_weights
+from cadenza.core.types import TokenizerInfo
+from cadenza.core.spec.validators import at_least, positive
+
+ENCODEC = "encodec"
+CODEBOOK_SIZE = 1024  # bins of every EnCodec quantizer: 10 bits per code
+
+# Per model: what the library's ``encodec_model_24khz`` / ``encodec_model_48khz`` build.
+MODELS = {
+    "24khz": {"sample_rate": 24000, "channels": 1, "bandwidths": (1.5, 3.0, 6.0, 12.0, 24.0),
+              "causal": True, "norm": "weight_norm", "normalize": False,
+              "checkpoint": "encodec_24khz-d7cc33bc.th"},
+    "48khz": {"sample_rate": 48000, "channels": 2, "bandwidths": (3.0, 6.0, 12.0, 24.0),
+              "causal": False, "norm": "time_group_norm", "normalize": True,
+              "checkpoint": "encodec_48khz-7e698e3e.th"},
+}
+ROOT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"  # encodec.model.ROOT_URL
+# SEANet sizes of the published models (the library's defaults); other values need random weights.
+ARCHITECTURE = {"n_filters": 32, "dimension": 128, "n_residual_layers": 1, "ratios": (8, 5, 4, 2), "lstm": 2}
+
+
+def _bandwidth(instance, attribute, value) -> None:
+    allowed = MODELS[instance.model]["bandwidths"]
+    if value not in allowed:
+        raise ValueError(f"bandwidth must be one of {', '.join(f'{b:g}' for b in allowed)} (kbps) "
+                         f"for model {instance.model!r}, got {value!r}")
+
+
+def _ratios(instance, attribute, value) -> None:
+    rate, hop = MODELS[instance.model]["sample_rate"], math.prod(value) if value else 0
+    if not value or any(r < 1 for r in value) or rate % hop:
+        raise ValueError(f"ratios must be integers >= 1 whose product divides the sample rate ({rate}), "
+                         f"got {list(value)!r}")
+    if _total_codebooks(instance.model, rate / hop) < 1:
+        raise ValueError(f"ratios give {rate / hop:g} frames/s, too many for one codebook at "
+                         f"{max(MODELS[instance.model]['bandwidths']):g} kbps; use a larger product")
+
+
+def _total_codebooks(model: str, frame_rate: float) -> int:
+    """Codebooks the quantizer holds: enough for the highest bandwidth (``EncodecModel._get_model``)."""
+    return int(1000 * max(MODELS[model]["bandwidths"]) // (frame_rate * 10))
+
+
+def codebooks_for(bandwidth: float, frame_rate: float) -> int:
+    """Codebooks used at ``bandwidth`` kbps: ``ResidualVectorQuantizer.get_num_quantizers_for_bandwidth``."""
+    return int(max(1, math.floor(bandwidth / (math.log2(CODEBOOK_SIZE) * frame_rate / 1000))))
+
+
+@attrs.frozen
+class EncodecConfig:
+    """EnCodec at ``bandwidth`` kbps; the architecture fields apply only to ``weights: random``."""
+
+    model: Literal["24khz", "48khz"] = attrs.field(default="24khz", validator=attrs.validators.in_(tuple(MODELS)))
+    bandwidth: float = attrs.field(default=6.0, validator=_bandwidth)
+    rms: float = attrs.field(default=0.15, validator=positive)  # 48khz: RMS level of decoded audio
+    n_filters: int = attrs.field(default=32, validator=at_least(1))
+    dimension: int = attrs.field(default=128, validator=at_least(1))
+    n_residual_layers: int = attrs.field(default=1, validator=at_least(1))
+    ratios: tuple[int, ...] = attrs.field(default=(8, 5, 4, 2), converter=tuple, validator=_ratios)
+    lstm: int = attrs.field(default=2, validator=at_least(0))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+
+    @property
+    def sample_rate(self) -> int:
+        return MODELS[self.model]["sample_rate"]
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.ratios)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def total_codebooks(self) -> int:
+        return _total_codebooks(self.model, self.frame_rate)
+
+    def custom_architecture(self) -> list[str]:
+        return [k for k, v in ARCHITECTURE.items() if getattr(self, k) != v]
+
+    def info(self) -> TokenizerInfo:
+        return TokenizerInfo(self.sample_rate, self.frame_rate, codebooks_for(self.bandwidth, self.frame_rate),
+                             CODEBOOK_SIZE, MODELS[self.model]["channels"])
+
+    def describe(self, weights) -> TokenizerInfo:
+        return self.resolved(weights).info()
+
+    def resolved(self, weights) -> "EncodecConfig":
+        """The config that will actually be built for ``weights`` (a checkpoint's own, if any)."""
+        source = weights_source(weights)
+        if source == "checkpoint":
+            return config_for_weights(self, weights)
+        if source != "random" and self.custom_architecture():
+            raise WeightsError(f"params {', '.join(self.custom_architecture())} size a random EnCodec; "
+                               f"weights {weights.source!r} have the published architecture (drop them, "
+                               "or use weights: random)")
+        return self
+
+
+def weights_source(weights) -> Literal["random", "pretrained", "checkpoint", "state_dict"]:
+    """Classify a ``weights:`` value; a hub id other than ``pretrained`` is a one-line error."""
+    if weights.is_random:
+        return "random"
+    if weights.kind == "hub":
+        if weights.source == "pretrained":
+            return "pretrained"
+        raise WeightsError(
+            f"weights {weights.source!r}: Hugging Face ids (transformers-format EnCodec) are not loaded by "
+            "'encodec'; use 'pretrained' (the encodec package's checkpoint), 'random', or a local path "
+            "(a .th state dict, or a folder saved by Cadenza)")
+    return "checkpoint" if is_cadenza_checkpoint(weights.path) else "state_dict"
+
+
+def is_cadenza_checkpoint(path: Path) -> bool:
+    """A folder with ``config.json`` (or its ``.safetensors`` file), as ``save_module`` writes."""
+    return path.suffix == ".safetensors" or (path.is_dir() and (path / "config.json").exists())
+
+
+@hookimpl
+def register_tokenizers(register):
+    register(ENCODEC, "cadenza.plugins.encodec.model:build", config=EncodecConfig, default_weights="pretrained",
+             description="Meta EnCodec 24 kHz mono / 48 kHz stereo at 1.5-24 kbps (encodec package)")

@@ -1,0 +1,35 @@
+"""``cadenza train``: train one stage of a spec on a token cache, the MuLan conditioner (``--stage mulan``),
+or the instrument-family classifier of the ``instrument`` metric (``--stage instrument``).
+
+Stages are trained by :mod:`cadenza.plugins.workflows.train.trainer` (Hugging Face Accelerate: the same command
+on a CPU, a GPU, or several processes); the conditioner by :mod:`cadenza.plugins.workflows.train.mulan`;
+the classifier by :mod:`cadenza.plugins.workflows.train.instrument`. Each is imported only when asked for.
+Stages and the conditioner belong to a spec (``--pipeline``); the classifier does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cadenza.core.errors import InputError
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stage == "instrument":
+        if args.pipeline:
+            raise InputError("--stage instrument trains the `instrument` metric's classifier, which belongs to no "
+                             "pipeline: drop --pipeline")
+        from cadenza.plugins.workflows.train.instrument import train_instrument
+
+        return int(train_instrument(args) or 0)
+    if not args.pipeline:
+        what = "the spec whose mulan conditioner to train" if args.stage == "mulan" else "the spec the stage belongs to"
+        raise InputError(f"--stage {args.stage} needs --pipeline: {what} (a spec file or preset)")
+    if args.stage == "mulan":
+        from cadenza.plugins.workflows.train.mulan import train_mulan
+
+        return int(train_mulan(args) or 0)
+    from cadenza.plugins.workflows.train.trainer import train
+
+    train(args)
+    return 0

@@ -1,0 +1,250 @@
+"""Beat grid: the semantic stage's onsets keep one tempo, given (``bpm``) or the opening's."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from tiny_specs import TINY_SPEC
+
+from cadenza.core.steering.beat_grid import (
+    OPENING,
+    Beat,
+    beat_model,
+    check_bpm,
+    check_strength,
+    estimate_beats,
+    phase_at,
+    strongest_beat,
+    token_onsets,
+)
+from cadenza.core.engine.cascade import Cascade
+from cadenza.core.components import StageRequest
+from cadenza.core.errors import InputError
+from cadenza.core.spec.schema import parse_spec, spec_to_dict
+from cadenza.registry import discover
+
+RATE = 25.0  # frames per second of the semantic streams below
+
+
+def onset_train(frames: int, period: float, first: float) -> torch.Tensor:
+    """``[1, frames]``: onset 1 on the frames nearest ``first + k period``, 0 elsewhere."""
+    onset = torch.zeros(1, frames)
+    for k in range(frames):
+        beat = first + k * period
+        if round(beat) < frames:
+            onset[0, round(beat)] = 1.0
+    return onset
+
+
+def music_features_tree(**output) -> dict:
+    """The tiny cascade with a music-features semantic tokenizer (random centroids, some of them onsets)."""
+    tree = yaml.safe_load(TINY_SPEC)
+    tree["semantic_tokenizer"] = {"name": "music-features", "params": {"vocab_size": 32}}
+    tree["output"] = {**tree.get("output", {}), **output}
+    return tree
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    return Cascade.from_spec(music_features_tree(), registry=discover(environ={}))
+
+
+def on_grid_share(ids: torch.Tensor, onsets: torch.Tensor, beat: Beat, start: int = 0) -> float:
+    """Share of the onset tokens (onset > 0.5) from frame ``start`` on that fall within a frame of a beat."""
+    hits = [t for t in range(start, ids.shape[-1]) if onsets[ids[t]] > 0.5]
+    return sum(beat.closeness(t) > math.exp(-0.5 / 0.49) - 1e-9 for t in hits) / max(1, len(hits))
+
+
+def test_strongest_beat_finds_tempo_and_phase_of_regular_onsets():
+    for bpm, first in ((100.0, 4.0), (75.0, 0.0), (140.0, 7.0)):
+        period, phase, confidence = strongest_beat(onset_train(250, 60 * RATE / bpm, first), RATE)
+        beat = Beat(float(period[0]), float(phase[0]), "opening", float(confidence[0]))
+        # a click every beat is as periodic at twice the tempo; the prior around 120 BPM picks 150 over 75
+        assert beat.bpm(RATE) == pytest.approx(bpm if bpm > 90 else 2 * bpm, abs=1.5)
+        assert beat.closeness(round(first)) > 0.9 and beat.closeness(round(first + beat.period / 2)) < 0.01
+        assert beat.describe(RATE)["first_beat_s"] == pytest.approx(first / RATE, abs=0.05)
+        assert float(confidence[0]) > 0.5
+
+
+def test_estimate_beats_reads_each_rows_token_onsets():
+    onsets = torch.tensor([0.0, 1.0, 0.1])  # token 1 is an onset
+    rows = torch.zeros(2, 200, dtype=torch.long)
+    rows[0, ::15] = 1  # 100 BPM
+    rows[1, 3::12] = 1  # 125 BPM, first beat on frame 3
+    medium, fast = estimate_beats(rows, onsets, RATE)
+    assert medium.bpm(RATE) == pytest.approx(100, abs=1.5) and fast.bpm(RATE) == pytest.approx(125, abs=1.5)
+    assert fast.closeness(3) > 0.9 and medium.source == "opening"
+
+
+def test_phase_at_a_given_tempo_finds_where_the_beats_fall():
+    phase, confidence = phase_at(onset_train(200, 15.0, 6.0), 15.0)
+    beat = Beat(15.0, float(phase[0]), "given", float(confidence[0]))
+    assert beat.closeness(6) > 0.99 and beat.closeness(21) > 0.99 and beat.closeness(13) < 0.01
+    assert beat.describe(RATE)["first_beat_s"] == pytest.approx(6 / RATE, abs=0.01)
+
+
+def test_a_given_tempo_keeps_the_phase_of_what_exists(cascade):
+    """--bpm with a prime: the beats fall where the prime's onsets put them at that tempo, not on frame 0."""
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    ids = torch.full((1, 1, 100), int(onsets.argmin()))
+    ids[0, 0, 6::15] = int(onsets.argmax())  # onsets at 100 BPM, first on frame 6
+    beat, = cascade._piece_beats({"semantic": ids}, 4.0, 100.0, 1, onsets)
+    assert beat.source == "given" and beat.bpm(RATE) == pytest.approx(100.0)
+    assert beat.closeness(6) > 0.99 and beat.closeness(0) < 0.01 and beat.confidence > 0.5
+    assert cascade._piece_beats({}, 0.0, 100.0, 2, onsets) == [Beat.given(100.0, RATE)] * 2  # nothing written yet
+    prime = torch.randn(1, cascade.sample_rate) * 0.1
+    continued = cascade.generate(["more"], seconds=2.0, seed=0, prime=prime, bpm=100, beat=10)
+    heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE, bpm=100.0)[0]
+    assert continued.beats == (heard.describe(RATE),) and continued.beats[0]["from"] == "given"
+
+
+def test_given_beat_starts_on_the_first_frame():
+    beat = Beat.given(120.0, RATE)  # a beat every 12.5 frames
+    assert beat.period == 12.5 and beat.closeness(0) == 1.0 and beat.closeness(25) == pytest.approx(1.0)
+    assert beat.closeness(6) < 1e-3 and beat.describe(RATE) == {"bpm": 120.0, "from": "given", "first_beat_s": 0.0,
+                                                                 "confidence": 1.0}
+
+
+def test_checks():
+    assert check_strength(None) is None and check_strength(0) is None and check_strength(6) == 6.0
+    assert check_bpm(None) is None and check_bpm(96) == 96.0
+    for bad in (-1.0, float("nan"), True, "8"):
+        with pytest.raises(InputError, match="beat must be a number >= 0"):
+            check_strength(bad)
+    for bad in (10, 1000, float("inf"), False, "96"):
+        with pytest.raises(InputError, match="bpm must be a tempo from 30 to 300"):
+            check_bpm(bad)
+
+
+def test_grid_lifts_onsets_on_beats_and_lowers_them_between(cascade):
+    stage = cascade.pipeline.stages[0]
+    model = cascade.models[stage.spec.name]
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    beat = Beat.given(100.0, RATE)  # beats on frames 0, 15, 30, ...
+    steered = beat_model(model, onsets, [beat], strength=5.0, offset=10)  # written position 5 is frame 15
+    request = StageRequest(1, (), None)
+    written = torch.zeros(1, 20, dtype=torch.long)
+    plain, biased = model.forward(request, written), steered.forward(request, written)
+    lift = (biased - plain)[0]
+    on, off = lift[5], lift[12]  # frame 15 (a beat), frame 22 (between beats)
+    assert torch.allclose(on, 5.0 * onsets, atol=1e-5) and torch.allclose(off, -5.0 * onsets, atol=1e-4)
+
+
+def test_given_bpm_puts_the_semantic_onsets_on_the_grid(cascade):
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    free = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25)
+    held = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25, bpm=100, beat=30)
+    beat = Beat.given(100.0, RATE)
+    assert free.beats == () and free.beat is None
+    assert held.beat == 30.0 and held.beats == (beat.describe(RATE),)
+    assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
+    assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.6
+
+
+def test_the_opening_sets_the_tempo_of_the_later_windows(cascade):
+    """1 s windows continuing the last 0.25 s: the first to start at or after OPENING (10 s) starts
+    at 10 s, so the tempo is read from the first 250 frames and held from there on."""
+    assert OPENING == 10.0
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    generation = cascade.generate(["a waltz", "a jig"], seconds=12.0, seed=[1, 2], window=1.0, overlap=0.25,
+                                  beat=30)
+    assert len(generation.beats) == 2 and all(b["from"] == "opening" for b in generation.beats)
+    for row in range(2):
+        ids = generation.tokens["semantic"][row, 0]
+        opening = estimate_beats(ids[None, :250], onsets, RATE)[0]
+        assert generation.beats[row] == opening.describe(RATE)
+        assert on_grid_share(ids, onsets, opening, start=250) > 0.9
+    short = cascade.generate(["a waltz"], seconds=4.0, seed=1, window=1.0, overlap=0.25, beat=30)
+    assert short.beats == () and short.beat is None  # no window starts after the opening: nothing is steered
+
+
+def test_a_prime_as_long_as_the_opening_sets_the_tempo(cascade):
+    prime = torch.randn(1, 10 * cascade.sample_rate) * 0.1
+    generation = cascade.generate(["more"], seconds=11.0, seed=0, prime=prime, beat=10)
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE)[0]
+    assert generation.beats == (heard.describe(RATE),)
+
+
+def test_pipelines_without_onset_tokens_refuse_the_grid(registry):
+    tiny = Cascade.from_spec(yaml.safe_load(TINY_SPEC), registry=registry)  # mel-kmeans: no onsets per token
+    with pytest.raises(InputError, match=r"test-tiny.*mel-kmeans.*cannot hold a beat"):
+        tiny.generate(["x"], seconds=1.0, bpm=100)
+    assert tiny.generate(["x"], seconds=1.0, window=0.5).beats == ()  # the spec's beat is 0: nothing to refuse
+
+
+def test_bpm_with_the_grid_off_is_refused(cascade):
+    with pytest.raises(InputError, match="a bpm needs the beat grid"):
+        cascade.generate(["x"], seconds=1.0, bpm=100, beat=0)
+
+
+def test_spec_beat_is_checked_and_written_back():
+    spec, problems = parse_spec(music_features_tree(beat=6))
+    assert not problems and spec.output.beat == 6.0 and spec_to_dict(spec)["output"]["beat"] == 6.0
+    assert "beat" not in spec_to_dict(parse_spec(music_features_tree())[0])["output"]
+    _, problems = parse_spec(music_features_tree(beat=-1))
+    assert problems == [(("output", "beat"), "beat must be a number >= 0 (0: off), got -1")]
+
+
+def test_spec_beat_is_the_default(registry):
+    cascade = Cascade.from_spec(music_features_tree(beat=20), registry=registry)
+    generation = cascade.generate(["x"], seconds=11.0, seed=0, window=1.0, overlap=0.25)
+    assert generation.beat == 20.0 and generation.beats[0]["from"] == "opening"
+    assert cascade.generate(["x"], seconds=11.0, seed=0, window=1.0, overlap=0.25, beat=0).beats == ()
+
+
+def test_generate_command_records_the_beat(cli, write_spec, tmp_path):
+    spec = write_spec(yaml.safe_dump(music_features_tree()), "beat.yaml")
+    out = tmp_path / "held.wav"
+    code, _, err = cli("generate", "a march", "-p", spec, "-s", "2", "--window", "1", "--bpm", "90", "-o", out)
+    assert code == 0, err
+    assert "held the beat at 90 BPM (as asked)" in err
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["beat"] == {"strength": 8.0, "bpm": 90.0, "from": "given", "first_beat_s": 0.0, "confidence": 1.0}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bpm", "1000"], "--bpm must be a tempo from 30 to 300 beats per minute, got 1000.0"),
+    (["--beat", "-2"], "--beat must be a number >= 0"),
+    (["--bpm", "90", "--beat", "0"], "--bpm needs the beat grid: --beat 0 turns it off"),
+    (["--bpm", "90"], "pipeline 'test-tiny' has a semantic tokenizer (mel-kmeans) that does not say which tokens are "
+                      "onsets, so it cannot hold a beat"),
+])
+def test_generate_command_bad_beat_is_one_line(cli, tiny_spec, tmp_path, args, message):
+    out = tmp_path / "x.wav"
+    code, _, err = cli("generate", "a march", "-p", tiny_spec, "-o", out, "-q", *args)  # -q: no random-weights note
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_batch_lines_carry_their_own_tempo(cli, write_spec, tmp_path):
+    spec = write_spec(yaml.safe_dump(music_features_tree()), "beat.yaml")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a march", "bpm": 120, "name": "march"}\n'
+                       '{"prompt": "a dirge", "name": "dirge"}\n'
+                       '{"prompt": "too fast", "bpm": 900}\n')
+    code, _, err = cli("generate", "--prompts", prompts, "--out", tmp_path / "out", "-p", spec, "-s", "2",
+                       "--window", "1", "-q")
+    assert code == 1 and f"{prompts}:3: \"bpm\" must be a tempo from 30 to 300" in err
+    march = json.loads((tmp_path / "out" / "march.json").read_text())
+    dirge = json.loads((tmp_path / "out" / "dirge.json").read_text())
+    assert march["beat"]["bpm"] == 120.0 and march["beat"]["from"] == "given" and "beat" not in dirge
+
+
+@pytest.mark.slow
+def test_the_bundled_default_puts_its_onsets_on_a_given_beat(registry):
+    """With the trained default, --bpm 100 at the spec's scale puts every onset token of a 10 s
+    clip within a frame of a beat; the same seed without it (a 10 s clip is all opening), about
+    one in five."""
+    default = Cascade.from_spec("default", registry=registry)
+    onsets = token_onsets(default.semantic_tokenizer, "default")
+    beat = Beat.given(100.0, RATE)
+    prompt = "a calm piano piece in D minor at a medium tempo, soft, no drums"
+    held = default.generate([prompt], seconds=10.0, seed=0, bpm=100)
+    free = default.generate([prompt], seconds=10.0, seed=0)
+    assert held.beat == default.pipeline.spec.output.beat == 12.0 and held.beats[0]["bpm"] == 100.0
+    assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
+    assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.5

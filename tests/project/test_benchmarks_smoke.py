@@ -1,0 +1,113 @@
+"""The benchmark scripts still run (tiny settings) and write their result files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_decode_speed_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_speed.py"), "--quick", "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "decode_speed.json").read_text())
+    assert "decode_speed.py" in json.dumps(result)
+    assert (tmp_path / "decode_speed.md").read_text().startswith("#")
+
+
+def test_startup_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--runs", "1", "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    rows = json.loads((tmp_path / "startup.json").read_text())["results"]
+    assert [r["command"] for r in rows][0] == "cadenza --help"
+    assert not any(r["imports_torch"] for r in rows)
+
+
+def test_corpus_speed_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "corpus_speed.py"), "--quick", "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "corpus_speed.json").read_text())
+    assert result["clips"] == 8 and result["clips_per_second"] > 0
+
+
+def test_longform_stability_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "longform_stability.py"), "--pipeline", "tiny-random",
+                    "--seconds", "3", "--segment", "1", "--seeds", "0,1", "--hold", "0", "--hold", "4",
+                    "--reference", "1", "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "longform_stability.json").read_text())
+    assert [(r["hold"], r["seed"]) for r in result["runs"]] == [(0, 0), (0, 1), (4, 0), (4, 1)]
+    run = result["runs"][0]
+    assert len(run["segments"]) == 3 and set(run["agreement"]) == {"bpm", "tempo_class", "key", "mode", "profile_key"}
+    median = run["agreement"]["bpm"]["median"]  # the share of segments within 8% of the piece's median tempo
+    steady = sum(abs(s["bpm"] / median - 1) <= 0.08 for s in run["segments"]) / 3
+    assert run["agreement"]["bpm"]["share"] == round(steady, 3) and run["beat"] == 0 and run["pulse"] is None
+    assert 0 < run["agreement"]["key"]["share"] <= 1 and [s["hold"] for s in result["summary"]] == [0, 4, None]
+    piece = result["reference"][0]  # a rendered corpus piece of the same length: the ceiling row
+    assert len(piece["segments"]) == 3 and piece["caption"] and 0 < piece["agreement"]["tempo_class"]["share"] <= 1
+    page = (tmp_path / "longform_stability.md").read_text()
+    assert "| hold 4, beat 0 | 1 | 2 |" in page and "| corpus pieces | 0 | 2 |" in page
+
+
+def test_longform_stability_helpers():
+    """The semantic-token key (music-features centroids' chroma block against the key profiles),
+    and the movement measure that tells a frozen chord from changing notes."""
+    import importlib.util
+    import math
+
+    import numpy as np
+    import torch
+
+    from cadenza.core.engine.cascade import Cascade
+
+    spec = importlib.util.spec_from_file_location("longform_stability", ROOT / "benchmarks" / "longform_stability.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g_major = np.zeros(12)
+    g_major[[7, 9, 11, 0, 2, 4, 6]] = 1.0  # the G major scale ...
+    g_major[[7, 11, 2]] = 2.0  # ... with its tonic triad sounding most
+    assert bench.key_of_chroma(g_major) == "G major"
+    assert bench.key_of_chroma(np.roll(g_major, -7)) == "C major"
+    assert bench.semantic_chroma(Cascade.from_spec("tiny-random")) is None  # mel-kmeans centroids carry no chroma
+    chroma = bench.semantic_chroma(Cascade.from_spec("default"))
+    assert chroma.shape == (256, 12) and (chroma >= 0).all() and chroma.any()
+    t = torch.arange(4 * 16000) / 16000
+    held = 0.3 * torch.sin(2 * math.pi * 220 * t)[None]
+    notes = torch.cat([0.3 * torch.sin(2 * math.pi * f * t[:4000]) for f in (220, 330, 262, 392) * 4])[None]
+    assert bench.movement(held, 16000) < 0.05 and bench.movement(notes, 16000) > 0.15
+
+
+def test_movement_over_time_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "movement_over_time.py"), "--pipeline", "tiny-random",
+                    "--n", "3", "--seconds", "4", "--window", "10", "--window", "2", "--window", "spec",
+                    "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "movement_over_time.json").read_text())
+    one_pass, windowed, spec = result["generated"]
+    assert spec["window"] is None  # tiny-random sets no window: one pass
+    assert result["clips"] == 3 and len(result["corpus"]) == len(one_pass["quarters"]) == 4
+    assert one_pass["window"] is None and (windowed["window"], windowed["overlap"]) == (2.0, 1.0)
+    values = result["corpus"] + one_pass["quarters"] + windowed["quarters"]
+    assert all(0 <= v <= 2 for v in values) and max(result["corpus"]) > 0.05
+    page = (tmp_path / "movement_over_time.md").read_text()
+    assert "| corpus |" in page and "| tiny-random, one pass |" in page and "2 s windows, 1 s overlap" in page
+
+
+def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):
+    from tiny_specs import TINY_SPEC
+
+    mulan = ("{name: mulan, params: {n_mels: 32, patch_mels: 8, patch_frames: 8, clip_seconds: 2.0, audio_dim: 32, "
+             "audio_layers: 1, audio_heads: 2, text_dim: 32, text_layers: 1, text_heads: 2, dim: 16, "
+             "num_quantizers: 3, codebook_size: 8, output: quantized}}")
+    spec = write_spec(TINY_SPEC.replace("{name: byte-text, params: {dim: 16, output: pooled}}", mulan))
+    corpus = render_corpus(16, 1.0, 5)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mulan_conditioning.py"), "--pipeline", str(spec),
+                           "--corpus", str(corpus), "--train", "8", "--test", "4", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "mulan_conditioning.json").read_text())["pipelines"][0]
+    assert len(result["token_agreement"]) == 3 and all(0 <= x <= 1 for x in result["token_agreement"])
+    assert set(result["probes"]) == {"tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument"}
+    assert all(0 <= v <= 1 for row in result["probes"].values() for v in row.values())
+    assert "quantized text" in (tmp_path / "mulan_conditioning.md").read_text()

@@ -1,20 +1,27 @@
-"""Signal processing shared by every plugin and metric: the mel scale and its filterbank.
+"""Signal processing shared by every plugin and metric: the mel scale and its filterbanks.
 
 torchaudio cannot be a dependency of the core install, and the codecs, conditioners, metrics
-and the ``--plot`` spectrogram must agree on one set of filters, so there is one definition
-here. Heavy (torch at import): imported only by modules that compute.
+and the ``--plot`` spectrogram must agree on one set of filters, so they are defined here once:
+:func:`mel_filterbank` (torch, Slaney or HTK, torchaudio's layout) for the models and the plot,
+:func:`htk_mel_filters` (numpy, with the centre frequencies) for the attribute estimators and the
+instrument classifier trained on their features. torch and numpy are imported when a function
+runs, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 def hz_to_mel(hz: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> torch.Tensor:
     """Slaney (librosa's default: linear below 1 kHz, log above) or HTK (``2595 log10(1 + f/700)``)."""
+    import torch
+
     if scale == "htk":
         return 2595.0 * torch.log10(1.0 + hz / 700.0)
     linear = hz / (200.0 / 3)
@@ -23,6 +30,8 @@ def hz_to_mel(hz: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> t
 
 
 def mel_to_hz(mel: torch.Tensor, scale: Literal["slaney", "htk"] = "slaney") -> torch.Tensor:
+    import torch
+
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
     linear = mel * (200.0 / 3)
@@ -47,6 +56,8 @@ def mel_filterbank(
     centre the filters sum to 1 at every frequency; ``norm="slaney"`` divides each by its
     width instead (constant energy per filter, as librosa's default).
     """
+    import torch
+
     f_max = sample_rate / 2 if f_max is None else f_max
     freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
     mels = torch.linspace(
@@ -64,3 +75,17 @@ def mel_filterbank(
     if norm == "slaney":
         fb = fb * (2.0 / (points[2:] - points[:-2]))[None, :]
     return fb.float()
+
+
+def htk_mel_filters(n_fft: int, n_mels: int, rate: int, fmin: float = 30.0,
+                    fmax: float = 11000.0) -> tuple[np.ndarray, np.ndarray]:
+    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` equally spaced on the HTK mel scale, and their centres (Hz)."""
+    import numpy as np
+
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+    hz = lambda m: 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
+    edges = hz(np.linspace(mel(fmin), mel(min(fmax, rate / 2)), n_mels + 2))
+    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
+    lower = (freqs[None, :] - edges[:-2, None]) / np.maximum(edges[1:-1, None] - edges[:-2, None], 1e-9)
+    upper = (edges[2:, None] - freqs[None, :]) / np.maximum(edges[2:, None] - edges[1:-1, None], 1e-9)
+    return np.maximum(0.0, np.minimum(lower, upper)), edges[1:-1]

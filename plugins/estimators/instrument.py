@@ -8,7 +8,7 @@ CPU) so the estimators stay cheap to run over many generated clips.
 * Input: mono audio at :attr:`ClassifierConfig.sample_rate` (``[B, S]``); :func:`classify`
   takes any rate and channel count and resamples with :mod:`cadenza.core.audio.io`.
 * Front end: log-mel spectrogram (Hann STFT, triangular mel filters from
-  :func:`cadenza.plugins.estimators.model.mel_filterbank`), standardised per clip, so the level of
+  :func:`cadenza.core.audio.dsp.htk_mel_filters`), standardised per clip, so the level of
   the clip (its dynamics) cannot be a cue.
 * Body: convolution blocks (3x3 convolutions, batch norm, ReLU, 2x2 average pooling), then
   the mean over frequency and the mean and max over time (any clip length), dropout, and a
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cadenza.core.audio.dsp import htk_mel_filters
 from cadenza.core.errors import WeightsError
 from cadenza.core.spec.validators import at_least
 from cadenza.plugins import PACKAGED_WEIGHTS
@@ -105,15 +106,13 @@ def _model_class() -> type:
     import torch
     from torch import nn
 
-    from cadenza.plugins.estimators.model import mel_filterbank
-
     class InstrumentClassifier(nn.Module):
         """``forward(wave [B, S] at config.sample_rate) -> logits [B, len(labels)]``."""
 
         def __init__(self, config: ClassifierConfig):
             super().__init__()
             self.config = config
-            fb, _ = mel_filterbank(config.n_fft, config.n_mels, config.sample_rate, config.fmin, config.fmax)
+            fb, _ = htk_mel_filters(config.n_fft, config.n_mels, config.sample_rate, config.fmin, config.fmax)
             # Derived from the config, so not saved with the weights.
             self.register_buffer("mel", torch.from_numpy(fb.astype(np.float32)), persistent=False)
             self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)

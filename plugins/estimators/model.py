@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from cadenza.core.audio.dsp import htk_mel_filters
+
 RATE = 22050  # every estimator works at this rate
 UNKNOWN = "unknown"
 SILENCE_DBFS = -70.0  # RMS below this: nothing to measure
@@ -133,18 +135,6 @@ ONSET_FFT, ONSET_HOP = 1024, 256
 ONSET_FPS = RATE / ONSET_HOP
 
 
-def mel_filterbank(n_fft: int, n_mels: int, rate: int = RATE, fmin: float = 30.0,
-                   fmax: float = 11000.0) -> tuple[np.ndarray, np.ndarray]:
-    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` equally spaced on the HTK mel scale, and their centres (Hz)."""
-    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-    hz = lambda m: 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
-    edges = hz(np.linspace(mel(fmin), mel(min(fmax, rate / 2)), n_mels + 2))
-    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
-    lower = (freqs[None, :] - edges[:-2, None]) / np.maximum(edges[1:-1, None] - edges[:-2, None], 1e-9)
-    upper = (edges[2:, None] - freqs[None, :]) / np.maximum(edges[2:, None] - edges[1:-1, None], 1e-9)
-    return np.maximum(0.0, np.minimum(lower, upper)), edges[1:-1]
-
-
 class Analysis:
     """One clip, mono at :data:`RATE`, with the spectra the estimators share computed once."""
 
@@ -208,7 +198,7 @@ class Analysis:
         from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
         spec = stft(self.y, ONSET_FFT, ONSET_HOP) ** 2
-        fb, centres = mel_filterbank(ONSET_FFT, 64)
+        fb, centres = htk_mel_filters(ONSET_FFT, 64, RATE)
         mel = np.log1p(1000.0 * (spec @ fb.T) / max(float(spec.max()), 1e-20))
         ref = maximum_filter1d(mel, 3, axis=1)
         diff = np.maximum(0.0, mel[2:] - ref[:-2])

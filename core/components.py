@@ -32,6 +32,15 @@ KINDS: tuple[str, ...] = (
 )
 
 
+def import_object(reference: str) -> Any:
+    """``"package.module:attr.sub"`` -> the object, importing the module only now (entry-point syntax)."""
+    module_name, _, attr = reference.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
 @attrs.frozen
 class NoConfig:
     """Config class of a component that takes no parameters."""
@@ -65,13 +74,7 @@ class ComponentEntry:
 
     def resolve_factory(self) -> Factory:
         """The factory callable; a ``"module:attr"`` string is imported only now."""
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return self.factory if callable(self.factory) else import_object(self.factory)
 
     def build(self, config: Any, context: BuildContext | None = None) -> Any:
         return self.resolve_factory()(config, context or BuildContext())

@@ -11,7 +11,6 @@ handler's module (and torch, and every plugin) is imported when its command runs
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -19,16 +18,16 @@ from collections.abc import Sequence
 import entrypoints
 
 from cadenza.core.cli.command import COMMANDS_GROUP, DEFAULT_PIPELINE, Command
-from cadenza.core.components import KINDS
+from cadenza.core.components import KINDS, import_object
 from cadenza.core.errors import CadenzaError
 
-# subcommand -> (module, function); the module is imported only when the command runs
+# subcommand -> handler ("module:attr", as a Command's); the module is imported only when the command runs
 COMMANDS = {
-    "generate": ("cadenza.core.cli.generate", "run"),
-    "validate": ("cadenza.core.cli.inspect", "run_validate"),
-    "plugins": ("cadenza.core.cli.inspect", "run_plugins"),
-    "components": ("cadenza.core.cli.inspect", "run_components"),
-    "pipelines": ("cadenza.core.cli.inspect", "run_pipelines"),
+    "generate": "cadenza.core.cli.generate:run",
+    "validate": "cadenza.core.cli.inspect:run_validate",
+    "plugins": "cadenza.core.cli.inspect:run_plugins",
+    "components": "cadenza.core.cli.inspect:run_components",
+    "pipelines": "cadenza.core.cli.inspect:run_pipelines",
 }
 
 
@@ -156,11 +155,9 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
 def main(argv: Sequence[str] | None = None) -> int:
     commands = installed_commands()
     args = build_parser(commands).parse_args(argv)
-    handlers = {c.name: tuple(c.handler.split(":", 1)) for c in commands}
-    module_name, func = COMMANDS.get(args.command) or handlers[args.command]
+    handlers = COMMANDS | {c.name: c.handler for c in commands}
     try:
-        handler = getattr(importlib.import_module(module_name), func)
-        return int(handler(args) or 0)
+        return int(import_object(handlers[args.command])(args) or 0)
     except CadenzaError as exc:
         lines = getattr(exc, "problems", None) or [f"cadenza {args.command}: error: {exc}"]
         print("\n".join(lines), file=sys.stderr)

@@ -179,6 +179,8 @@ class MelodySource(Protocol):
     Its config class declares the file suffixes it reads as a class attribute, e.g.
     ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``, so ``--melody FILE`` can pick a
     source without building any. Unreadable input raises :class:`cadenza.core.errors.InputError`.
+    ``max_seconds`` is how much of the melody the run can use (None: all of it): a source
+    reads no further, so memory and time stay bounded however long the file is.
     """
 
-    def __call__(self, path: str) -> Any: ...
+    def __call__(self, path: str, max_seconds: float | None = None) -> Any: ...

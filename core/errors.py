@@ -8,15 +8,17 @@ from __future__ import annotations
 
 
 class CadenzaError(Exception):
-    """Base class of errors caused by user input; ``str()`` is the whole message."""
+    """Base class of errors caused by user input; ``str()`` is the whole message.
 
-    exit_code = 1
+    The command line exits 2 for all of them (as for a usage error): the input needs fixing.
+    Exit 1 is left for what is not the user's doing, a bug reported as "internal error".
+    """
+
+    exit_code = 2
 
 
 class SpecError(CadenzaError):
     """A pipeline spec is invalid; carries every problem found, one ``FILE:LINE: message`` each."""
-
-    exit_code = 2
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
@@ -33,5 +35,3 @@ class WeightsError(CadenzaError):
 
 class InputError(CadenzaError):
     """Bad runtime input: an empty prompt, a negative duration, an unreadable audio file."""
-
-    exit_code = 2

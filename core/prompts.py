@@ -25,4 +25,27 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
     for i, prompt in enumerate(items):
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"prompt {i + 1} is empty: describe the music to generate")
+        problem = text_problem(prompt)
+        if problem:
+            raise InputError(f"prompt {i + 1} {problem}")
     return items
+
+
+MAX_PROMPT_CHARS = 4000  # text encoders read 256-512 tokens; far longer is a pasted file
+
+
+def text_problem(prompt: str) -> str | None:
+    """Why ``prompt`` is not text a conditioner (and a terminal, and a JSON sidecar) can take, or None.
+
+    A command line that is not UTF-8 arrives as unpaired surrogates; control characters
+    (other than tab and newline) would be printed back into the user's terminal.
+    """
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"is {len(prompt):,} characters long; at most {MAX_PROMPT_CHARS:,}"
+    for position, char in enumerate(prompt):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return f"is not valid text: an unpaired surrogate U+{code:04X} at character {position + 1} (not UTF-8?)"
+        if (code < 0x20 and char not in "\t\n\r") or 0x7F <= code < 0xA0:
+            return f"holds control character U+{code:04X} at character {position + 1}"
+    return None

@@ -53,7 +53,10 @@ def cli(capsys):
     """cli(*args) -> (exit code, stdout, stderr), running ``cadenza`` in this process."""
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, or a usage error (one line, exit 2)
+            code = exc.code if isinstance(exc.code, int) else 1
         out, err = capsys.readouterr()
         return code, out, err
 

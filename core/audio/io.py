@@ -7,23 +7,34 @@ uses soxr (a high-quality polyphase resampler), so no torchaudio build is needed
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cadenza.core.errors import InputError
+from cadenza.core.files.user_text import check_regular_file
 
 if TYPE_CHECKING:
     import torch
 
 
-def load_audio(path: str | Path) -> tuple["torch.Tensor", int]:
-    """``(samples [C, S] float32, sample_rate)``; an unreadable or empty file is one InputError."""
+def load_audio(path: str | Path, max_seconds: float | None = None, what: str = "audio file"
+               ) -> tuple["torch.Tensor", int]:
+    """``(samples [C, S] float32, sample_rate)``: the file's first ``max_seconds`` (None: all).
+
+    Only what is returned is decoded, so a two-hour recording given as a 10 s melody costs
+    10 s of memory. A path that is not a regular file (a FIFO would block, a device never
+    ends), an unreadable or an empty file is one InputError naming ``what``.
+    """
     import soundfile
     import torch
 
     path = Path(path)
+    check_regular_file(path, what)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as handle:
+            frames = -1 if max_seconds is None else min(handle.frames, math.ceil(max_seconds * handle.samplerate))
+            data, rate = handle.read(frames, dtype="float32", always_2d=True), handle.samplerate
     except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:  # type: ignore[attr-defined]
         raise InputError(f"{path}: cannot read audio ({exc})") from None
     if data.shape[0] == 0:

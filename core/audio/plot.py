@@ -2,7 +2,8 @@
 
 A mel-scaled spectrogram in dB (what the ear resolves: detail in the low and mid range, where
 melody and harmony live) over time in seconds, with the prompt as the title. matplotlib is
-imported here only, with the non-interactive Agg backend, and the PNG is written atomically.
+imported here only, with the non-interactive Agg backend; the PNG is rendered in memory, so a
+caller can write it together with the audio it shows (or not at all).
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def mel_spectrogram_db(audio: Any, sample_rate: int) -> tuple[Any, float, float]
 
 def save_spectrogram(path: str | Path, audio: Any, sample_rate: int, title: str = "") -> Path:
     """Write a PNG spectrogram of ``audio`` to ``path`` (atomically) and return the path."""
+    path = Path(path)
+    png = spectrogram_png(audio, sample_rate, title)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
+    return path
+
+
+def spectrogram_png(audio: Any, sample_rate: int, title: str = "") -> bytes:
+    """The PNG bytes of a spectrogram of ``audio``, rendered in memory (nothing is written)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,9 +68,8 @@ def save_spectrogram(path: str | Path, audio: Any, sample_rate: int, title: str 
             ax.set_title(title if len(title) <= 90 else title[:87] + "...", fontsize=10)
         fig.colorbar(image, ax=ax, label="dB")
         fig.tight_layout()
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-    return path
+    return buffer.getvalue()

@@ -19,7 +19,6 @@ files exist and builds no model at all when nothing is left to do.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,11 @@ from typing import Any
 
 import attrs
 
+from cadenza.core.engine.limits import check_seconds, check_seed
 from cadenza.core.errors import CadenzaError, InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
+from cadenza.core.files.user_text import check_regular_file
+from cadenza.core.prompts import text_problem
 
 KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "bpm", "name")
 
@@ -54,8 +56,11 @@ class Job:
                 None if self.melody is None else str(self.melody), self.melody_source, self.bpm)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _regular_file(path: Path, what: str) -> None:
+    try:
+        check_regular_file(path, what)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> Job:
@@ -67,26 +72,31 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
     prompt = item.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError('"prompt" is missing or empty: describe the music to generate')
+    problem = text_problem(prompt)
+    if problem:
+        raise ValueError(f'"prompt" {problem}')
     seed = item.get("seed", defaults["seed"])
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f'"seed" must be an integer >= 0, got {seed!r}')
     seconds = item.get("seconds", defaults["seconds"])
-    if seconds is not None and (not _number(seconds) or seconds <= 0):
-        raise ValueError(f'"seconds" must be a positive number, got {seconds!r}')
+    try:
+        check_seed(seed, '"seed"')
+        if seconds is not None:
+            check_seconds(seconds, '"seconds"')
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
     prime = defaults["prime"]
     if "prime" in item:
         if not isinstance(item["prime"], str) or not item["prime"].strip():
             raise ValueError(f'"prime" must be the path of an audio file, got {item["prime"]!r}')
         prime = folder / item["prime"]
-    if prime is not None and not prime.is_file():
-        raise ValueError(f"prime audio file not found: {prime}")
+    if prime is not None:
+        _regular_file(prime, "prime audio file")
     melody = defaults.get("melody")
     if "melody" in item:
         if not isinstance(item["melody"], str) or not item["melody"].strip():
             raise ValueError(f'"melody" must be the path of a melody file (MIDI or audio), got {item["melody"]!r}')
         melody = folder / item["melody"]
-    if melody is not None and not melody.is_file():
-        raise ValueError(f"melody file not found: {melody}")
+    if melody is not None:
+        _regular_file(melody, "melody file")
     if melody is not None and prime is not None:
         raise ValueError("a line cannot have both a prime and a melody: continue audio or follow a melody")
     melody_source = item.get("melody_source", defaults.get("melody_source"))
@@ -137,13 +147,8 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise InputError("--prompts needs --out DIR, the folder to write the audio files into")
     if args.output is not None:
         raise InputError("--output is for one prompt; with --prompts the files go into --out DIR")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    check_seed(args.seed, "--seed")
     if args.seconds is not None:
-        from cadenza.core.engine.cascade import check_seconds
-
         check_seconds(args.seconds)
     from cadenza.core.cli.generation_io import check_long_form
 
@@ -151,8 +156,8 @@ def _check_args(args: argparse.Namespace) -> Path:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is not a folder")
-    if args.prime is not None and not Path(args.prime).is_file():
-        raise InputError(f"{args.prime}: prime audio file not found")
+    if args.prime is not None:
+        check_regular_file(args.prime, "prime audio file")
     from cadenza.core.cli.generation_io import check_melody_args
 
     check_melody_args(args)
@@ -160,9 +165,18 @@ def _check_args(args: argparse.Namespace) -> Path:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    """Generate every line of ``args.prompts``; exit 1 when some line was bad, else 0."""
+    """Generate every line of ``args.prompts``; exit 2 when some line was bad, else 0."""
     started = time.perf_counter()
     out_dir = _check_args(args)
+    created = not out_dir.exists()
+    try:
+        return _run_batch(args, out_dir, started)
+    finally:  # a batch that wrote nothing leaves no empty folder behind
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
+def _run_batch(args: argparse.Namespace, out_dir: Path, started: float) -> int:
     path = Path(args.prompts)
     defaults = {"seed": args.seed, "seconds": args.seconds, "prime": None if args.prime is None else Path(args.prime),
                 "melody": None if args.melody is None else Path(args.melody), "melody_source": args.melody_source,
@@ -196,7 +210,7 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"done: {done} generated, {len(skipped)} skipped (outputs exist), {bad} bad "
               f"line{'' if bad == 1 else 's'}; {len(jobs) + len(problems)} lines in {path}, outputs in {out_dir} "
               f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
-    return 1 if bad else 0
+    return 2 if bad else 0
 
 
 def _check_primes(jobs: list[Job], default_seconds: float, path: Path) -> tuple[list[Job], list[str]]:
@@ -237,6 +251,7 @@ def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
     melodies: dict[tuple, Any] = {}
     keep, problems = [], []
     unsupported = melody_problem(pipeline)
+    longest = max((job.seconds or pipeline.spec.output.seconds for job in jobs), default=None)  # read no further
     for job in jobs:
         if job.melody is None:
             keep.append(job)
@@ -247,7 +262,7 @@ def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
                 raise InputError(unsupported)
             if key not in melodies:
                 try:
-                    melodies[key] = read_melody(job.melody, job.melody_source, registry)
+                    melodies[key] = read_melody(job.melody, job.melody_source, registry, max_seconds=longest)
                 except CadenzaError as exc:
                     melodies[key] = InputError(str(exc))
             if isinstance(melodies[key], InputError):

@@ -14,15 +14,16 @@ import sys
 
 from cadenza.core.cli.batch import run_batch
 from cadenza.core.cli.generation_io import (build_sidecar, check_long_form, check_melody_args, check_output,
-                                           check_prime_length, load_prime, melody_problem, sidecar_path,
-                                           write_outputs)
+                                           check_prime_length, load_prime, melody_problem, prime_duration,
+                                           sidecar_path, write_outputs)
+from cadenza.core.engine.limits import check_seconds, check_seed
 from cadenza.core.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "prompts", None) is not None:
         return run_batch(args)
-    from cadenza.core.engine.cascade import Cascade, check_seconds
+    from cadenza.core.engine.cascade import Cascade
     from cadenza.core.prompts import check_prompts
     from cadenza.core.spec.validate import load_pipeline
     from cadenza.registry import get_registry
@@ -35,16 +36,17 @@ def run(args: argparse.Namespace) -> int:
     check_prompts([args.prompt])
     if args.seconds is not None:
         check_seconds(args.seconds)
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    check_seed(args.seed, "--seed")
     if args.only_new and args.prime is None:
         raise InputError("--only-new needs --prime: without a prime, all of the audio is new")
     check_long_form(args.window, args.overlap, hold=args.hold, beat=args.beat, bpm=args.bpm)
     check_melody_args(args)
     output = check_output(args.output or "out.wav")
-    prime, prime_rate = load_prime(args.prime) if args.prime is not None else (None, None)
+    prime_seconds = prime_duration(args.prime) if args.prime is not None else None  # header only
     registry = get_registry()
     pipeline = load_pipeline(args.pipeline, registry)
+    seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
+    check_long_form(args.window, args.overlap, pipeline.spec.output)
     melody = None
     if args.melody is not None:
         from cadenza.core.steering.melody import read_melody
@@ -52,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
         problem = melody_problem(pipeline)
         if problem:
             raise InputError(f"--melody: {problem}")
-        melody = read_melody(args.melody, args.melody_source, registry)
-    seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
-    check_long_form(args.window, args.overlap, pipeline.spec.output)
-    if prime is not None:
-        check_prime_length(args.prime, prime, prime_rate, seconds)
+        melody = read_melody(args.melody, args.melody_source, registry, max_seconds=seconds)
+    prime, prime_rate = None, None
+    if args.prime is not None:  # refused from its header when too long, before a sample is read
+        check_prime_length(args.prime, None, prime_seconds, seconds)
+        prime, prime_rate = load_prime(args.prime)
     cascade = Cascade(pipeline, registry, device=args.device)
     random_slots = cascade.random_components()
     if random_slots and not args.quiet:

@@ -9,12 +9,14 @@ the wrong way round.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 from pathlib import Path
 from typing import Any
 
 from cadenza.core.errors import InputError
+from cadenza.core.files.user_text import check_regular_file, describe_os_error
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
@@ -37,23 +39,37 @@ def check_output(path: str) -> Path:
 
 
 def write_outputs(output: Path, audio, sample_rate: int, sidecar: dict, plot_title: str | None = None) -> None:
-    """Write the audio and its sidecar atomically: both appear, or neither does.
+    """Write the audio, its sidecar and (with ``plot_title``, ``--plot``) a spectrogram PNG
+    atomically: all appear, or none does.
 
-    With ``plot_title`` (``--plot``), a spectrogram PNG with that title is written first, beside
-    the audio (same stem), and the sidecar names it.
+    Each file is rendered in memory first, so an encoder error or a disk that fills up fails
+    before anything is replaced, and the OS error (no space, file too large, permission) is
+    the one reported, with the path: libsndfile would only say "System error".
     """
+    import io
+
     import soundfile
 
     from cadenza.core.files.atomic import atomic_path
 
-    fmt = AUDIO_FORMATS[output.suffix.lower()]
+    files: dict[Path, bytes] = {}
     if plot_title is not None:
-        from cadenza.core.audio.plot import save_spectrogram
+        from cadenza.core.audio.plot import spectrogram_png
 
-        sidecar = {**sidecar, "plot": save_spectrogram(output.with_suffix(".png"), audio, sample_rate, plot_title).name}
-    with atomic_path(output) as tmp_audio, atomic_path(sidecar_path(output)) as tmp_json:
-        soundfile.write(str(tmp_audio), audio.T, sample_rate, format=fmt)
-        tmp_json.write_text(json.dumps(sidecar, indent=2) + "\n")
+        plot = output.with_suffix(".png")
+        files[plot] = spectrogram_png(audio, sample_rate, plot_title)
+        sidecar = {**sidecar, "plot": plot.name}
+    encoded = io.BytesIO()
+    soundfile.write(encoded, audio.T, sample_rate, format=AUDIO_FORMATS[output.suffix.lower()])
+    files[output] = encoded.getvalue()
+    files[sidecar_path(output)] = (json.dumps(sidecar, indent=2) + "\n").encode()
+    current = output
+    try:
+        with contextlib.ExitStack() as stack:
+            for current, data in files.items():
+                stack.enter_context(atomic_path(current)).write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{current}: cannot write: {describe_os_error(exc)}") from None
 
 
 def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int = 0, prime_file: str | None = None,
@@ -147,8 +163,8 @@ def check_melody_args(args: argparse.Namespace) -> None:
         raise InputError("--melody-source needs --melody FILE")
     if args.melody is not None and args.prime is not None:
         raise InputError("--melody cannot be combined with --prime: continue audio or follow a melody, not both")
-    if args.melody is not None and not Path(args.melody).is_file():
-        raise InputError(f"{args.melody}: melody file not found")
+    if args.melody is not None:
+        check_regular_file(args.melody, "melody file")
     check_count(args.rerank)
 
 
@@ -166,17 +182,14 @@ def load_prime(path: str | Path):
     """``(audio [C, S], rate)`` of a prime file; an unreadable one is a one-line InputError."""
     from cadenza.core.audio.io import load_audio
 
-    if not Path(path).is_file():
-        raise InputError(f"{path}: prime audio file not found")
-    return load_audio(path)
+    return load_audio(path, what="prime audio file")
 
 
 def prime_duration(path: str | Path) -> float:
     """Seconds of audio in a prime file, from its header (no samples are read)."""
     import soundfile
 
-    if not Path(path).is_file():
-        raise InputError(f"{path}: prime audio file not found")
+    check_regular_file(path, "prime audio file")
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:  # type: ignore[attr-defined]

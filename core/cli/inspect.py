@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cadenza.core.cli.messages import problem_lines
 from cadenza.core.errors import CadenzaError, SpecError
 
 
@@ -31,7 +32,7 @@ def run_validate(args: argparse.Namespace) -> int:
         try:
             pipeline = load_pipeline(spec, registry)
         except SpecError as exc:
-            print("\n".join(exc.problems), file=sys.stderr)
+            print("\n".join(problem_lines("validate", exc)), file=sys.stderr)
             failed = True
             continue
         stages = ", ".join(f"{s.spec.name} ({s.layout.writes})" for s in pipeline.stages)

@@ -14,11 +14,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import entrypoints
 
 from cadenza.core.cli.command import COMMANDS_GROUP, DEFAULT_PIPELINE, Command
 from cadenza.core.components import KINDS, import_object
+from cadenza.core.engine.device import check_device
+from cadenza.core.cli.messages import os_error_line, problem_lines
 from cadenza.core.errors import CadenzaError
 
 # subcommand -> handler ("module:attr", as a Command's); the module is imported only when the command runs
@@ -71,8 +74,27 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (argparse prints the whole usage first).
+
+    Subcommand parsers are made of the same class, so ``cadenza generate --seed 1.5`` reads
+    ``cadenza generate: error: argument --seed: invalid int value: '1.5' (see cadenza generate --help)``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of things to do at once)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cadenza",
         description="Plugin-based hierarchical text-to-music generation (MusicLM-style cascades).",
     )
@@ -127,7 +149,7 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
                      help="batch mode: folder to write NAME.wav and NAME.json into (NAME: the line's name, "
                      "else its line number)")
     gen.add_argument("--resume", action="store_true", help="batch mode: skip prompts whose outputs exist")
-    gen.add_argument("--batch-size", type=int, default=8, metavar="N",
+    gen.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                      help="batch mode: most prompts generated together (default: 8)")
     gen.add_argument("--plot", action="store_true",
                      help="also write a PNG spectrogram beside each audio file (same stem, .png)")
@@ -157,11 +179,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(commands).parse_args(argv)
     handlers = COMMANDS | {c.name: c.handler for c in commands}
     try:
+        if isinstance(getattr(args, "device", None), str):
+            check_device(args.device)
         return int(import_object(handlers[args.command])(args) or 0)
     except CadenzaError as exc:
-        lines = getattr(exc, "problems", None) or [f"cadenza {args.command}: error: {exc}"]
-        print("\n".join(lines), file=sys.stderr)
+        print("\n".join(problem_lines(args.command, exc)), file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the machine said no (permissions, no space, a name too long): not a bug
+        print(os_error_line(args.command, exc), file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"cadenza {args.command}: error: not enough memory for this run (try a shorter --seconds or a "
+              "smaller pipeline)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cadenza {args.command}: interrupted", file=sys.stderr)
         return 130

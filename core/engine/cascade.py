@@ -30,6 +30,7 @@ from cadenza.core.errors import InputError
 from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
                                    resolve_window, window_frames)
 from cadenza.core.prompts import check_prompts
+from cadenza.core.engine.limits import MAX_SEED, check_seconds, check_seed  # noqa: F401 - check_seconds: public here too
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
 ProgressFactory = Callable[[str, int], Any]  # (stage name, total tokens) -> object with update(n), close()
@@ -64,16 +65,14 @@ class Generation:
 
 
 def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
-    """One non-negative seed, or a list of ``batch`` of them (a generator per row)."""
+    """One seed (see :func:`check_seed`), or a list of ``batch`` of them (a generator per row)."""
     def bad(value: Any) -> bool:
-        return isinstance(value, bool) or not isinstance(value, int) or value < 0
+        return isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED
 
     if isinstance(seed, int) and not isinstance(seed, bool):
-        if seed < 0:
-            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-        return seed
+        return check_seed(seed)
     if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or any(bad(s) for s in seed):
-        raise InputError(f"seed must be a non-negative integer or one per prompt, got {seed!r}")
+        raise InputError(f"seed must be an integer from 0 to 2^63-1, or one per prompt, got {seed!r}")
     if len(seed) != batch:
         raise InputError(f"got {len(seed)} seeds for {batch} prompts")
     return list(seed)
@@ -82,12 +81,6 @@ def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
 def _stage_seed(seed: int, stage: int, window: int) -> int:
     """The generator seed of one stage in one window (window 0: the one-pass seed)."""
     return (seed * 7919 + stage + window * 1_000_003) % (2**63)
-
-
-def check_seconds(seconds: float) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise InputError(f"duration must be a positive number of seconds, got {seconds!r}")
-    return float(seconds)
 
 
 class Cascade:
@@ -210,6 +203,7 @@ class Cascade:
             if prime_seconds >= seconds:
                 raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
                                  "the duration includes the prime, so ask for more")
+            self._check_frames(seconds, window, overlap)
             plan = plan_windows(seconds, window, overlap, prime_seconds)
             guide = None
             if melodies is not None:
@@ -320,6 +314,15 @@ class Cascade:
         if self.semantic_tokenizer is None:
             raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic tokenizer to turn a melody into "
                              "semantic tokens")
+
+    def _check_frames(self, seconds: float, window: float, overlap: float) -> None:
+        """The run must make at least one frame of the slowest stream, and so must each window."""
+        frame = 1 / min(self.frame_rates.values())
+        if seconds < frame:
+            raise InputError(f"duration {seconds:g} s is shorter than one frame of this pipeline ({frame:g} s)")
+        if window - overlap < frame:
+            raise InputError(f"each window must add at least one frame ({frame:g} s): window {window:g} s "
+                             f"minus overlap {overlap:g} s is less")
 
     @property
     def frame_rates(self) -> dict[str, float]:

@@ -27,9 +27,14 @@ from cadenza.core.errors import InputError
 PROBE_SECONDS = 0.5  # the dry run that checks a metric works with this pipeline before generating
 
 
+MAX_CANDIDATES = 64  # each candidate is a whole generation; past this, rerank a batch instead
+
+
 def check_count(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"--rerank must be a number of candidates >= 1, got {k!r}")
+    if k > MAX_CANDIDATES:
+        raise InputError(f"--rerank must be at most {MAX_CANDIDATES} candidates, got {k}")
     return k
 
 

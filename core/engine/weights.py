@@ -131,8 +131,8 @@ def _resolve_hub(repo_id: str, filename: str | None = None) -> Path:
     hint = (
         f"{what} are not in the local Hugging Face cache"
         + (" and the machine is offline (HF_HUB_OFFLINE/CADENZA_OFFLINE)" if offline else " and could not be downloaded")
-        + f": run `huggingface-cli download {repo_id}{' ' + filename if filename else ''}` on a connected machine, "
-        "or set `weights:` in the spec to a local " + ("copy of the file" if filename else "folder")
+        + f": run `cadenza download SPEC` (or `huggingface-cli download {repo_id}{' ' + filename if filename else ''}`) "
+        "on a connected machine, or set `weights:` in the spec to a local " + ("copy of the file" if filename else "folder")
     )
     if offline:
         raise WeightsError(hint)
@@ -142,3 +142,11 @@ def _resolve_hub(repo_id: str, filename: str | None = None) -> Path:
         return fetch(local_only=False)
     except Exception as exc:  # noqa: BLE001 - any network failure reads the same to the user
         raise WeightsError(f"{hint} ({type(exc).__name__})") from None
+
+
+def load_failure_reason(exc: BaseException) -> str:
+    """One line of why a weights file would not load: for ``torch.load(weights_only=True)``
+    refusing a pickle, torch's "WeightsUnpickler error" line (its message is a page long)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    picked = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
+    return picked[:300]

@@ -8,6 +8,7 @@ validator can point at the YAML line of each.
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ import cattrs
 from cadenza.core.errors import CadenzaError
 
 KeyPath = tuple[Any, ...]
+MAX_INT = 2 ** 63 - 1  # what a torch int64 (a seed, a size) can hold
 
 
 class ParamsError(CadenzaError):
@@ -34,6 +36,10 @@ def _strict(kind: type, accepts: tuple[type, ...]) -> Any:
             raise TypeError(f"expected {kind.__name__}, got a boolean")
         if not isinstance(value, accepts):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        if kind is float and not math.isfinite(value):  # NaN passes every "<" check after it
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if kind is int and not -MAX_INT <= value <= MAX_INT:
+            raise ValueError(f"expected an integer of at most 64 bits, got {value:.3g}")
         return kind(value)
 
     return hook

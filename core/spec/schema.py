@@ -31,6 +31,8 @@ Shape::
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,20 @@ class PipelineSpec:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Documented ceilings (docs/specs.md): far past any useful setting, low enough that nothing
+# downstream overflows or allocates without bound.
+MAX_SECONDS = 3600.0  # one hour per generation, prime and all windows included
+MAX_GUIDANCE = 100.0  # classifier-free guidance; useful values are 1-10
+MAX_LOGIT_SCALE = 1e4  # steering scales (hold, beat): 1e4 already forbids; far more overflows float16
+
+
+def _too_large(key: str, value: Any, high: float, unit: str = "") -> str | None:
+    """The problem with a finite number above its documented ceiling, else None."""
+    if _is_number(value) and math.isfinite(value) and value > high:
+        return f"{key} must be at most {high:g}{unit}, got {value!r}"
+    return None
 
 
 def _unknown_keys(node: dict, allowed: tuple[str, ...], path: KeyPath, problems: Problems) -> None:
@@ -176,8 +192,11 @@ def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
         conditioning = None
     sampler = _component(node.get("sampler", DEFAULT_SAMPLER), path + ("sampler",), problems, SAMPLER_KEYS)
     scale = node.get("guidance_scale", 1.0)
-    if not _is_number(scale) or scale < 0:
-        problems.append((path + ("guidance_scale",), f"guidance_scale must be a number >= 0 (1 = no guidance), got {scale!r}"))
+    problem = _too_large("guidance_scale", scale, MAX_GUIDANCE)
+    if problem is None and (not _is_number(scale) or not 0 <= scale < float("inf")):
+        problem = f"guidance_scale must be a number >= 0 (1 = no guidance), got {scale!r}"
+    if problem is not None:
+        problems.append((path + ("guidance_scale",), problem))
         scale = 1.0
     # Problems in optional keys were recorded above with a default put in their place, so the
     # rest of the spec still gets checked; a stage missing what defines it cannot be.
@@ -190,8 +209,11 @@ def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
 def _logit_scale(node: dict, key: str, problems: Problems) -> float:
     """``output.KEY``, a steering option's logit scale: a finite number >= 0, 0 (off) when absent or bad."""
     value = node.get(key, 0.0)
-    if not _is_number(value) or not 0 <= value < float("inf"):
-        problems.append((("output", key), f"{key} must be a number >= 0 (0: off), got {value!r}"))
+    problem = _too_large(key, value, MAX_LOGIT_SCALE)
+    if problem is None and (not _is_number(value) or not 0 <= value < float("inf")):
+        problem = f"{key} must be a number >= 0 (0: off), got {value!r}"
+    if problem is not None:
+        problems.append((("output", key), problem))
         return 0.0
     return float(value)
 
@@ -204,16 +226,22 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
         return OutputSpec()
     _unknown_keys(node, OUTPUT_KEYS, ("output",), problems)
     seconds, peak = node.get("seconds", 5.0), node.get("peak_dbfs", -1.0)
-    if not _is_number(seconds) or seconds <= 0:
-        problems.append((("output", "seconds"), f"seconds must be a positive number, got {seconds!r}"))
+    problem = _too_large("seconds", seconds, MAX_SECONDS, " s")
+    if problem is None and (not _is_number(seconds) or not 0 < seconds < float("inf")):
+        problem = f"seconds must be a positive number, got {seconds!r}"
+    if problem is not None:
+        problems.append((("output", "seconds"), problem))
         seconds = 5.0
-    if peak is not None and (not _is_number(peak) or peak > 0):
-        problems.append((("output", "peak_dbfs"), f"peak_dbfs must be a number <= 0 or null, got {peak!r}"))
+    if peak is not None and (not _is_number(peak) or not -200 <= peak <= 0):
+        problems.append((("output", "peak_dbfs"), f"peak_dbfs must be a number from -200 to 0 or null, got {peak!r}"))
         peak = -1.0
     hold, beat = _logit_scale(node, "hold", problems), _logit_scale(node, "beat", problems)
     window, overlap = node.get("window"), node.get("overlap")
-    if window is not None and (not _is_number(window) or not 0 < window < float("inf")):
-        problems.append((("output", "window"), f"window must be a positive number of seconds or null, got {window!r}"))
+    problem = _too_large("window", window, MAX_SECONDS, " s")
+    if problem is None and window is not None and (not _is_number(window) or not 0 < window < float("inf")):
+        problem = f"window must be a positive number of seconds or null, got {window!r}"
+    if problem is not None:
+        problems.append((("output", "window"), problem))
         window = None
     if overlap is not None and (not _is_number(overlap) or not 0 <= overlap < float("inf")):
         problems.append((("output", "overlap"), f"overlap must be a number of seconds >= 0 or null, got {overlap!r}"))

@@ -9,6 +9,7 @@ the cascade builds from, or a :class:`SpecError` listing every problem as ``FILE
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import attrs
 
 from cadenza.core.components import ComponentEntry
 from cadenza.core.errors import CadenzaError, SpecError
+from cadenza.core.files.user_text import describe_os_error
 from cadenza.core.layout import StageLayout, StreamRef, StreamSlice
 from cadenza.core.spec.params import ParamsError, structure_config
 from cadenza.core.spec.schema import ComponentSpec, KeyPath, PipelineSpec, Problems, StageSpec, parse_spec
@@ -65,6 +67,26 @@ class ResolvedPipeline:
         for stage in self.stages:
             out += [stage.model, stage.sampler]
         return out
+
+
+# What a component may describe itself as; past these, tensors sized from the info cannot be built.
+INFO_LIMITS = {"sample_rate": (1, 768_000), "num_codebooks": (1, 1024), "codebook_size": (2, 1 << 20),
+               "vocab_size": (0, 1 << 20), "channels": (1, 64), "dim": (0, 1 << 16), "length": (0, 1 << 16)}
+
+
+def info_problems(info: Any) -> list[str]:
+    """Sizes and rates in a component's info that no model could be built or run with."""
+    problems = []
+    fields = attrs.asdict(info) if attrs.has(type(info)) else {}
+    for name, (low, high) in INFO_LIMITS.items():
+        value = fields.get(name)
+        if isinstance(value, int) and not low <= value <= high:
+            problems.append(f"{name} {value:,} is outside {low:,}..{high:,}")
+    rate, sample_rate = fields.get("frame_rate"), fields.get("sample_rate")
+    if rate is not None and not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0 < rate
+                                 and (not isinstance(sample_rate, int) or rate <= sample_rate)):
+        problems.append(f"frame_rate {rate!r} must be a positive number of frames per second, at most the sample rate")
+    return problems
 
 
 def resolve_source(source: str | Path, registry: Any) -> Path:
@@ -126,9 +148,22 @@ class _Checker:
         if spec.semantic_tokenizer:
             sem = self._component("semantic_tokenizer", spec.semantic_tokenizer, ("semantic_tokenizer",), SemanticInfo)
         stages = self._stages(tok, cond, sem)
+        if not self.problems and tok is not None and None not in stages:
+            self._durations(stages)
         if self.problems or tok is None or None in stages:
             return None, self.problems
         return ResolvedPipeline(spec, tok, tuple(stages), cond, sem), []
+
+    def _durations(self, stages: list[ResolvedStage]) -> None:
+        """``output.seconds`` makes at least one frame of the slowest stream, and so does each window."""
+        output = self.spec.output
+        frame = 1 / min(stage.layout.writes.frame_rate for stage in stages)
+        if output.seconds < frame:
+            self.problem(("output", "seconds"), f"seconds ({output.seconds:g}) is shorter than one frame of this "
+                                                f"pipeline ({frame:g} s)")
+        if output.window is not None and output.window - (output.window / 2 if output.overlap is None else output.overlap) < frame:
+            self.problem(("output", "window"), f"each window must add at least one frame ({frame:g} s): window "
+                                               f"{output.window:g} s minus its overlap is less")
 
     def problem(self, path: KeyPath, message: str) -> None:
         self.problems.append((path, message))
@@ -155,7 +190,12 @@ class _Checker:
         except CadenzaError as exc:
             self.problem(path + ("weights",), str(exc))
             return None
-        if weights.kind == "path" and not weights.path.exists():
+        try:
+            missing = weights.kind == "path" and not weights.path.exists()
+        except OSError as exc:  # a name longer than the OS allows
+            self.problem(path + ("weights",), f"{entry.name!r}: weights path: {describe_os_error(exc)}")
+            return None
+        if missing:
             self.problem(path + ("weights",), f"{entry.name!r}: weights path {str(weights.path)!r} does not exist")
             return None
         return weights
@@ -177,6 +217,8 @@ class _Checker:
             self.problem(path + ("name",), f"{kind} {entry.name!r} describes itself as {type(info).__name__}, "
                                            f"expected {info_type.__name__} (a bug in plugin {entry.plugin!r})")
             return None
+        for problem in info_problems(info):
+            self.problem(path + ("params",), f"{entry.name!r}: {problem}")
         return ResolvedComponent(path[0], entry, config, weights, info)
 
     # -- stages --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ This module is imported at plugin discovery and by ``cadenza validate``: keep it
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable
 
 import attrs
@@ -55,3 +56,33 @@ def divides(field: str) -> Validator:
             raise ValueError(f"{attribute.name} must be >= 1 and divide {field} ({whole}), got {value!r}")
 
     return check
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_problem(parameters: float, what: str, bytes_per_parameter: int = 4) -> str | None:
+    """Why a model of ``parameters`` weights cannot be built here, or None.
+
+    Called by configs' ``check`` before anything is built, so a spec asking for a 2^70-wide
+    model is refused with the figure instead of failing in the allocator (or swapping for an
+    hour). Weights alone must fit in 80% of RAM; activations are not counted.
+    """
+    have = physical_memory()
+    need = parameters * bytes_per_parameter
+    if have is None or need <= 0.8 * have:
+        return None
+    return f"{what} needs about {_size(need)} for its weights alone; this machine has {_size(have)} of memory"
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1000:
+            return f"{count:.3g} {unit}"
+        count /= 1000
+    return f"{count:.3g} EB"

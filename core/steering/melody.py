@@ -24,6 +24,7 @@ Those tokens then steer the semantic stage (:func:`semantic_prefix`, :func:`guid
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from cadenza.core.errors import InputError
+from cadenza.core.files.user_text import check_regular_file
 
 if TYPE_CHECKING:
     import torch
@@ -277,9 +279,14 @@ def pick_source(registry: Any, path: str | Path, name: str | None = None) -> Any
                      f"installed: {known or 'none'}; name one with --melody-source")
 
 
-def read_melody(path: str | Path, source: str | None = None, registry: Any = None) -> Melody:
+def read_melody(path: str | Path, source: str | None = None, registry: Any = None,
+                max_seconds: float | None = None) -> Melody:
     """Read a melody file with a melody source plugin (``source``: ``NAME[:KEY=VALUE,...]``, or
-    None to pick one by the file's suffix); the result records the file and the source."""
+    None to pick one by the file's suffix); the result records the file and the source.
+
+    ``max_seconds`` (the run's duration) is passed on, so a source reads no further than the
+    run can follow: a two-hour recording as a 10 s melody is decoded for 10 s only.
+    """
     from cadenza.core.spec.params import ParamsError, structure_config
 
     if registry is None:
@@ -287,14 +294,15 @@ def read_melody(path: str | Path, source: str | None = None, registry: Any = Non
 
         registry = get_registry()
     name, params = parse_source(source) if source is not None else (None, {})
-    if not Path(path).is_file():
-        raise InputError(f"{path}: melody file not found")
+    check_regular_file(path, "melody file")
     entry = pick_source(registry, path, name)
     try:
         config = structure_config(entry.config, params)
     except ParamsError as exc:
         raise InputError(f"melody source {entry.name!r}: {exc}") from None
-    melody = entry.build(config)(str(path))
+    source = entry.build(config)
+    accepts_limit = "max_seconds" in inspect.signature(source).parameters  # sources written before it read all
+    melody = source(str(path), max_seconds=max_seconds) if accepts_limit else source(str(path))
     if not isinstance(melody, Melody):
         raise InputError(f"melody source {entry.name!r} returned {type(melody).__name__}, not a Melody "
                          f"(a bug in plugin {entry.plugin!r})")

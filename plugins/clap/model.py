@@ -45,7 +45,7 @@ from cadenza.core.engine.checkpoint import build_module, load_state_into, save_m
 from cadenza.core.errors import CadenzaError, WeightsError
 from cadenza.core.spec.params import config_for_weights
 from cadenza.core.types import Conditioning
-from cadenza.core.engine.weights import network_allowed
+from cadenza.core.engine.weights import network_allowed, load_failure_reason
 from cadenza.plugins.clap import CLAP, ClapConfig, check_checkpoint, htsat_sizes, is_laion_checkpoint
 from cadenza.core.audio.dsp import mel_filterbank
 from cadenza.core.prompts import check_prompts
@@ -191,10 +191,7 @@ def read_laion_state(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")  # "Detected pickle protocol 4": harmless for reading
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, not a torch file, or unsafe
-        text = str(exc)
-        reason = next((line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line),
-                      text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
-        raise WeightsError(f"{path}: not a readable CLAP checkpoint ({reason[:200]})") from None
+        raise WeightsError(f"{path}: not a readable CLAP checkpoint ({load_failure_reason(exc)})") from None
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: no CLAP state dict in the file (expected a dict of tensors, "

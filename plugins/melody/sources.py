@@ -52,6 +52,9 @@ def read_midi_parts(path: str) -> dict[tuple[int, int], dict[str, Any]]:
     if midi.type == 2:
         raise InputError(f"{path}: MIDI format 2 (independent sequences) is not supported")
     ticks_per_beat = midi.ticks_per_beat
+    if not 0 < ticks_per_beat < 0x8000:  # 0: no timing at all; top bit set: SMPTE frames, not beats
+        raise InputError(f"{path}: MIDI timing of {ticks_per_beat} ticks per beat is not supported "
+                         "(need 1 to 32767; SMPTE time codes are not read)")
     tempos: list[tuple[int, int]] = []  # (absolute tick, microseconds per beat)
     for track in midi.tracks:
         tick = 0
@@ -148,7 +151,8 @@ class MidiMelodySource:
     def __init__(self, config: Any, context: Any = None):
         self.config = config
 
-    def __call__(self, path: str) -> Melody:
+    def __call__(self, path: str, max_seconds: float | None = None) -> Melody:
+        """All the file's notes: a MIDI file is small whatever it spans (``max_seconds`` is for audio)."""
         parts = read_midi_parts(path)
         track, channel = choose_part(parts, self.config, path)
         notes = skyline(parts[(track, channel)]["notes"], highest=self.config.voice == "highest")
@@ -235,10 +239,10 @@ class AudioMelodySource:
         cfg = self.config
         return yin(audio.float().mean(0), sample_rate, cfg.fmin, cfg.fmax, cfg.threshold, cfg.silence_db)
 
-    def __call__(self, path: str) -> Melody:
+    def __call__(self, path: str, max_seconds: float | None = None) -> Melody:
         from cadenza.core.audio.io import load_audio
 
-        audio, rate = load_audio(Path(path))
+        audio, rate = load_audio(Path(path), max_seconds, what="melody file")
         pitch, frame_rate = self.contour(audio, rate)
         notes = notes_from_contour(pitch.tolist(), frame_rate, self.config.min_note_seconds)
         if not notes:

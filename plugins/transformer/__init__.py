@@ -14,6 +14,7 @@ import attrs
 from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.layout import StageLayout
+from cadenza.core.spec.validators import memory_problem
 
 
 def _number(kind: type, low: float, *, low_inclusive: bool = False, high: float | None = None) -> Any:
@@ -67,10 +68,21 @@ class TransformerConfig:
     aligned_reads: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_number(int, 0, low_inclusive=True))
 
+    def parameter_estimate(self, layout: StageLayout) -> float:
+        """Weights the model will have, within a few percent: attention and feed-forward per
+        layer, embeddings and output heads per codebook read or written."""
+        width = self.d_model
+        rows = sum(s.num_codebooks * (s.codebook_size + 1) for s in (*layout.reads, layout.writes))
+        return float(self.layers) * (4 + 2 * self.ff_mult) * width * width + 2.0 * rows * width
+
     def check(self, layout: StageLayout, weights: Any) -> list[str]:
         """Problems found without building the model: unsupported conditioning, or a local
         checkpoint saved for another stage layout (e.g. trained with a different codec)."""
         problems = []
+        too_big = memory_problem(self.parameter_estimate(layout), f"a transformer of d_model {self.d_model:,} "
+                                 f"and {self.layers:,} layers")
+        if too_big:
+            return [too_big]
         cond, mode = layout.conditioning, layout.conditioning_mode
         if mode != "none" and cond is None:
             problems.append(f"conditioning_mode {mode!r} needs a conditioner, but the stage has none")

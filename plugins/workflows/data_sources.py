@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import io
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from cadenza.core.errors import InputError
+from cadenza.core.files.json_lines import read_objects
+from cadenza.core.files.user_text import MiB, read_user_text
+
+MAX_MANIFEST_BYTES = 256 * MiB  # about two million files; a bigger corpus is several manifests
 
 
 @attrs.frozen
@@ -64,26 +68,14 @@ def _item(row: dict[str, Any], base: Path, where: str) -> Item:
 
 
 def _jsonl(path: Path) -> list[Item]:
-    items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{path}:{number}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object")
-        items.append(_item(row, path.parent, f"{path}:{number}"))
-    return items
+    return [_item(row, path.parent, f"{path}:{number}") for number, row in read_objects(path, "manifest", MAX_MANIFEST_BYTES)]
 
 
 def _csv(path: Path) -> list[Item]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "audio" not in reader.fieldnames:
-            raise InputError(f"{path}:1: the header needs an 'audio' column")
-        return [_item(row, path.parent, f"{path}:{number}") for number, row in enumerate(reader, start=2)]
+    reader = csv.DictReader(io.StringIO(read_user_text(path, "manifest", MAX_MANIFEST_BYTES), newline=""))
+    if reader.fieldnames is None or "audio" not in reader.fieldnames:
+        raise InputError(f"{path}:1: the header needs an 'audio' column")
+    return [_item(row, path.parent, f"{path}:{number}") for number, row in enumerate(reader, start=2)]
 
 
 def split_of(item: Item, valid_fraction: float) -> str:

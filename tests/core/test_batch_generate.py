@@ -45,7 +45,7 @@ def test_one_pair_per_prompt_equal_settings_batched_bad_line_skipped(cli, tiny_s
     )
     out = tmp_path / "out"
     code, _, stderr = cli("generate", "--prompts", prompts, "--out", out, "-p", tiny_spec)
-    assert code == 1  # a bad line: reported, skipped, and the exit status says so
+    assert code == 2  # a bad line: reported, skipped, and the exit status says so
     assert f"{prompts}:4: not valid JSON" in stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "0001.json", "0001.wav", "0005.json", "0005.wav", "0006.json", "0006.wav", "drums.json", "drums.wav"]
@@ -90,7 +90,7 @@ def test_batch_size_splits_a_group_and_primes_group_by_file(cli, tiny_spec, tmp_
                           {"prompt": "too long a prime", "prime": "intro.wav", "seconds": 0.2})
     code, _, stderr = cli("generate", "--prompts", prompts, "--out", tmp_path / "out", "-p", tiny_spec, "-s", "0.2",
                           "--batch-size", "2", "--only-new", "-q")
-    assert code == 1 and f"{prompts}:5: {tmp_path / 'intro.wav'}: the prime is 0.2 s long" in stderr
+    assert code == 2 and f"{prompts}:5: {tmp_path / 'intro.wav'}: the prime is 0.2 s long" in stderr
     assert decode_calls == [2, 2, 2, 1, 1, 1, 1, 1, 1]
     assert soundfile.info(tmp_path / "out" / "0004.wav").frames == 4800  # --only-new: 0.3 s after the prime
     assert json.loads((tmp_path / "out" / "0004.json").read_text())["prime"]["in_audio"] is False
@@ -105,8 +105,8 @@ def test_batch_size_splits_a_group_and_primes_group_by_file(cli, tiny_spec, tmp_
     ('{"prompt": "x", "melody": "p.jsonl", "prime": "p.jsonl"}', "cannot have both a prime and a melody"),
     ('{"prompt": "x", "melody": "p.jsonl", "melody_source": ""}', '"melody_source" must be a melody source name'),
     ('{"seconds": 2}', '"prompt" is missing or empty'),
-    ('{"prompt": "x", "seed": -1}', '"seed" must be an integer >= 0'),
-    ('{"prompt": "x", "seed": true}', '"seed" must be an integer >= 0'),
+    ('{"prompt": "x", "seed": -1}', '"seed" must be an integer from 0 to 2^63-1'),
+    ('{"prompt": "x", "seed": true}', '"seed" must be an integer from 0 to 2^63-1'),
     ('{"prompt": "x", "seconds": 0}', '"seconds" must be a positive number'),
     ('{"prompt": "x", "prime": "nope.wav"}', "prime audio file not found"),
     ('{"prompt": "x", "name": "../escape"}', '"name" must be a plain file name'),
@@ -132,7 +132,7 @@ def test_groups_keep_first_appearance_order(tmp_path):
     (["--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/o", "-o", "a.wav"], "--output is for one prompt"),
     (["--prompts", "{tmp}/missing.jsonl", "--out", "{tmp}/o"], "missing.jsonl: prompts file not found"),
     (["--prompts", "{tmp}/empty.jsonl", "--out", "{tmp}/o"], "empty.jsonl: no prompts"),
-    (["--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/o", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/o", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),
     (["x", "--resume"], "--resume is for batch mode"),
 ])
 def test_batch_usage_errors_are_one_line(cli, tiny_spec, tmp_path, args, message):

@@ -228,7 +228,7 @@ def test_batch_lines_carry_their_own_tempo(cli, write_spec, tmp_path):
                        '{"prompt": "too fast", "bpm": 900}\n')
     code, _, err = cli("generate", "--prompts", prompts, "--out", tmp_path / "out", "-p", spec, "-s", "2",
                        "--window", "1", "-q")
-    assert code == 1 and f"{prompts}:3: \"bpm\" must be a tempo from 30 to 300" in err
+    assert code == 2 and f"{prompts}:3: \"bpm\" must be a tempo from 30 to 300" in err
     march = json.loads((tmp_path / "out" / "march.json").read_text())
     dirge = json.loads((tmp_path / "out" / "dirge.json").read_text())
     assert march["beat"]["bpm"] == 120.0 and march["beat"]["from"] == "given" and "beat" not in dirge

@@ -259,7 +259,7 @@ def test_batch_lines_carry_their_own_melody(cli, tiny_spec, midi_file, tmp_path)
              {"prompt": "broken", "melody": "tune.mid", "melody_source": "midi:channel=10", "seconds": 0.5}]
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     code, _, err = cli("generate", "--prompts", prompts, "--out", tmp_path / "out", "-p", tiny_spec, "-q")
-    assert code == 1 and f"{prompts}:4: " in err and "no pitched notes" in err
+    assert code == 2 and f"{prompts}:4: " in err and "no pitched notes" in err
     first, second, free = (json.loads((tmp_path / "out" / f"000{i}.json").read_text()) for i in (1, 2, 3))
     assert first["melody"]["source"] == "midi" and first["melody"]["notes"] == len(TUNE)
     assert second["melody"]["source"].startswith("midi:") and second["melody"]["pitch_range"] == [55, 55]

@@ -121,7 +121,7 @@ def test_t5_offline_generate_is_one_line(offline, cli, write_spec, tmp_path):
           - {name: coarse, role: coarse, model: transformer, params: {d_model: 32, layers: 1, heads: 2}, writes: acoustic}
         """)
     code, _, stderr = cli("generate", "a cello", "-p", spec, "-o", tmp_path / "x.wav", "-q")
-    assert code == 1 and T5_DEFAULT in stderr and "Traceback" not in stderr
+    assert code == 2 and T5_DEFAULT in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
 
 

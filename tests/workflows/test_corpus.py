@@ -245,12 +245,12 @@ def test_missing_fluidsynth_or_soundfont_is_one_line_naming_the_apt_packages(tmp
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CADENZA_FLUIDSYNTH", raising=False)
     code, _, err = cli("corpus", "--n", 2, "--seconds", 1, "--out", tmp_path / "c")
-    assert code == 1 and err.count("\n") == 1 and APT in err and "Traceback" not in err
+    assert code == 2 and err.count("\n") == 1 and APT in err and "Traceback" not in err
     assert not (tmp_path / "c").exists()
     monkeypatch.undo()
     monkeypatch.setenv("CADENZA_SOUNDFONT", str(tmp_path / "missing.sf2"))
     code, _, err = cli("corpus", "--n", 2, "--seconds", 1, "--out", tmp_path / "c")
-    assert code == 1 and err.count("\n") == 1 and "CADENZA_SOUNDFONT" in err and APT in err
+    assert code == 2 and err.count("\n") == 1 and "CADENZA_SOUNDFONT" in err and APT in err
 
 
 # ---------------------------------------------------------------- rendering (FluidSynth)

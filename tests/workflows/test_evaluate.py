@@ -61,7 +61,7 @@ def test_bad_prompt_lines_are_reported_and_skipped(cli, tiny_spec, corpus, tmp_p
         (corpus / json.loads(good)["audio"]).read_bytes())
     code, _, stderr = cli("evaluate", "--pipeline", tiny_spec, "--prompts", prompts, "--out", tmp_path / "eval",
                           "--fad-embedding", "none", "--quiet")
-    assert code == 1
+    assert code == 2
     assert f"{prompts}:2: not valid JSON" in stderr
     assert f"{prompts}:3: states none of the attributes" in stderr
     assert f"{prompts}:4: reference audio" in stderr and "not found" in stderr

@@ -140,7 +140,7 @@ def test_tokenizer_without_features(cli, clips, write_spec, tmp_path):
     set_registry(registry)
     spec = write_spec(spec_text(name="opaque", params=""))
     code, _, stderr = cli("fit-kmeans", "-p", spec, "--data", clips, "-o", tmp_path / "o.safetensors")
-    assert code == 1 and "'opaque' has no features(audio, sample_rate) method" in stderr
+    assert code == 2 and "'opaque' has no features(audio, sample_rate) method" in stderr
     assert len(stderr.strip().splitlines()) == 1
 
 
@@ -154,7 +154,7 @@ def test_offline_default_weights_via_cli(cli, clips, write_spec, tmp_path, monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     spec = write_spec(f"semantic_tokenizer: {name}\n" + spec_text().split("\n", 4)[4])
     code, _, stderr = cli("fit-kmeans", "-p", spec, "--data", clips, "-o", tmp_path / "o.safetensors")
-    assert code == 1 and hub_id in stderr and "offline" in stderr and "Traceback" not in stderr
+    assert code == 2 and hub_id in stderr and "offline" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
 
 
@@ -194,7 +194,7 @@ def test_manifest_as_data(cli, clips, write_spec, tmp_path):
 def test_codec_needs_fittable_codebooks(cli, clips, write_spec, tmp_path):
     code, _, stderr = cli("fit-kmeans", "-p", write_spec(spec_text()), "--component", "tokenizer",
                           "--data", clips, "-o", tmp_path / "o.safetensors")
-    assert code == 1 and "tokenizer 'tiny-codec' has no features, with_codebooks methods" in stderr
+    assert code == 2 and "tokenizer 'tiny-codec' has no features, with_codebooks methods" in stderr
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "o.safetensors").exists()
 
 

@@ -25,8 +25,12 @@ from typing import Any
 import attrs
 
 from cadenza.core.files.atomic import write_text
+from cadenza.core.files.json_lines import read_objects
+from cadenza.core.files.user_text import MiB
 from cadenza.plugins.workflows.bench.matrix import Combination, Matrix
 from cadenza.core.errors import InputError
+
+MAX_RESULTS_BYTES = 256 * MiB  # a results file holds one short row per clip and metric
 
 RESULTS = "results.jsonl"
 _SHARD_FILE = re.compile(r"^results-(\d+)-of-(\d+)\.jsonl$")
@@ -74,14 +78,8 @@ def shard_device(device: str, shard: Shard | None, environ: dict[str, str] | Non
 def read_file(path: Path) -> list[dict[str, Any]]:
     """The rows of one results file; a line that is not a row is an InputError naming it."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{path}:{number}: not a result row ({exc})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+    for number, row in read_objects(path, "results file", MAX_RESULTS_BYTES):
+        if not isinstance(row.get("id"), str):
             raise InputError(f"{path}:{number}: not a result row (no 'id')")
         rows.append(row)
     return rows

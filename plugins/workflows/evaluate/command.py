@@ -102,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
     markdown = ev.render_markdown(summary)
     write_text(out / "summary.md", markdown)
     print(markdown)
-    return 1 if problems or failed else 0
+    return 2 if problems else 1 if failed else 0  # 2: bad lines in the input; 1: a clip failed

@@ -24,7 +24,9 @@ is kept in ``prepare.json``; resuming into a folder prepared differently is refu
 **Resume.** Shards that :meth:`CacheWriter.shard_done` reports finished are skipped and the
 files that only they need are not decoded again; the index is written at the end from every
 shard's record file. Batches never cross a shard and start at its first clip, so the tokens
-of a resumed run are bit-identical to those of an uninterrupted one.
+of a resumed run are bit-identical to those of an uninterrupted one. The temporary files of
+atomic writes a killed run was inside (``.shard-00003.safetensors.XXXX.safetensors.tmp``) are
+removed (:func:`remove_temp_files`).
 
 **Parallelism.** A torch ``DataLoader`` over the files to decode (``num_workers=workers``)
 decodes, cuts, channel-mixes and resamples in worker processes; the main process runs the
@@ -68,10 +70,18 @@ import attrs
 from cadenza.core.audio.io import load_audio, prepare
 from cadenza.plugins.workflows.data_sources import Item, list_items, split_of
 from cadenza.core.errors import InputError
-from cadenza.plugins.workflows.prepare.token_cache import CacheWriter, cache_header, code_dtype
+from cadenza.plugins.workflows.prepare.token_cache import INDEX, REPORT, CacheWriter, cache_header, code_dtype
 
 MIN_SECONDS = 1.0  # a file shorter than one clip still gives one clip from this long (or half a clip)
 SETTINGS = "prepare.json"  # header + plan digest of the run that started the folder (resume check)
+
+
+def remove_temp_files(out: Path) -> None:
+    """What a run killed inside an atomic write of this folder leaves: hidden ``.NAME.XXXX.tmp`` files
+    (never read; a shard's files only count once renamed into place)."""
+    for pattern in (".shard-*.tmp", ".skipped-*.tmp", f".{SETTINGS}.*.tmp", f".{INDEX}.*.tmp", f".{REPORT}.*.tmp"):
+        for leftover in out.glob(pattern):
+            leftover.unlink(missing_ok=True)
 
 
 def skipped_name(shard: int) -> str:
@@ -382,6 +392,7 @@ def prepare_cache(pipeline: Any, registry: Any, source: str | Path, out: str | P
     if out.exists():
         _check_folder(out, settings)
     writer = CacheWriter(out, header)
+    remove_temp_files(out)
     write_text(out / SETTINGS, json.dumps(settings, indent=1) + "\n")
 
     todo = [k for k in range(num_shards) if not writer.shard_done(k)]

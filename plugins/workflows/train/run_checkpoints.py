@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from cadenza.core.engine.weights import load_failure_reason
 from cadenza.core.files.atomic import write_folder, write_text
 from cadenza.core.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from cadenza.core.errors import CadenzaError
@@ -161,7 +162,7 @@ def _load(file: Path) -> Any:
 
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is one line for the user
-        raise CadenzaError(f"{file}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CadenzaError(f"{file}: cannot read the checkpoint ({type(exc).__name__}: {load_failure_reason(exc)})") from None
 
 
 def read_state(folder: Path) -> dict[str, Any]:

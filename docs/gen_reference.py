@@ -280,7 +280,11 @@ def render_cli() -> str:
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     out = ["# CLI reference", "", NOTICE.format(source="core/cli/main.py"), "",
            "The `--help` of `cadenza` and of each subcommand. Every command prints problems as one "
-           "line each; `CADENZA_DEBUG=1` shows the traceback of an internal error.", ""]
+           "line each; `CADENZA_DEBUG=1` shows the traceback of an internal error.", "",
+           "Exit status: 0 done; 2 the input needs fixing (a usage error, a spec, a prompt, a file that "
+           "cannot be read or written, a device this machine lacks, a run that would not fit in memory); "
+           "1 something else failed (an internal error, a batch clip or bench combination that failed); "
+           "130 interrupted.", ""]
     with _columns(100):
         for title, command in [("cadenza", parser), *((f"cadenza {n}", p) for n, p in sub.choices.items())]:
             out += [f"## `{title}`", "", "```text", command.format_help().rstrip(), "```", ""]

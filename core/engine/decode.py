@@ -13,38 +13,10 @@ from typing import Any
 import torch
 
 from cadenza.core.components import StageRequest
+from cadenza.core.engine.delayed_decode import decode_delayed
+from cadenza.core.engine.guidance import combine, default_generator, doubled_request, is_guided
 
 Sampler = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
-
-
-def _guided(request: StageRequest, guidance_scale: float) -> bool:
-    return guidance_scale != 1.0 and request.conditioning is not None
-
-
-def doubled_request(request: StageRequest) -> StageRequest:
-    """The batch twice: conditional rows, then the same rows with the null condition.
-
-    Guidance runs both halves in one batch, so it costs one (wider) forward per token instead
-    of two sequential ones.
-    """
-    B = request.batch_size
-    ref = request.conditioning.values
-    cond_drop = request.drop_conditioning
-    if cond_drop is None:
-        cond_drop = torch.zeros(B, dtype=torch.bool, device=ref.device)
-    drop = torch.cat([cond_drop.to(ref.device, torch.bool).reshape(B), torch.ones(B, dtype=torch.bool, device=ref.device)])
-    return StageRequest(
-        batch_size=2 * B,
-        reads=tuple(r.repeat(2, *([1] * (r.dim() - 1))) for r in request.reads),
-        conditioning=request.conditioning.repeat(2),
-        drop_conditioning=drop,
-    )
-
-
-def combine(logits: torch.Tensor, batch: int, guidance_scale: float) -> torch.Tensor:
-    """``uncond + scale * (cond - uncond)`` from a doubled batch (conditional rows first), in float32."""
-    cond, uncond = logits[:batch].float(), logits[batch:].float()
-    return uncond + guidance_scale * (cond - uncond)
 
 
 def guided_logits(model: Any, request: StageRequest, written: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -53,17 +25,10 @@ def guided_logits(model: Any, request: StageRequest, written: torch.Tensor, guid
     At scale 1 (or without conditioning) this is exactly ``model.forward``: guidance must not
     perturb an unguided run. Used by tests and by anyone scoring sequences under guidance.
     """
-    if not _guided(request, guidance_scale):
+    if not is_guided(request, guidance_scale):
         return model.forward(request, written).float()
     B = request.batch_size
     return combine(model.forward(doubled_request(request), written.repeat(2, 1)), B, guidance_scale)
-
-
-def _default_generator(device: torch.device) -> torch.Generator:
-    """A generator seeded from the global RNG, so ``torch.manual_seed`` alone reproduces a run."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-    return generator
 
 
 def decode_stage(
@@ -102,10 +67,13 @@ def decode_stage(
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if getattr(model, "codebook_delays", None) is not None:  # all codebooks per step, each delayed (MusicGen)
+        return decode_delayed(model, request, num_frames, sampler, guidance_scale=guidance_scale,
+                              generator=generator, progress=progress, prefix=prefix)
     Q = model.layout.writes.num_codebooks
     total = num_frames * Q
     B = request.batch_size
-    guided = _guided(request, guidance_scale)
+    guided = is_guided(request, guidance_scale)
     run = doubled_request(request) if guided else request
     known = _flat_prefix(model, prefix, B)
     with torch.inference_mode():
@@ -120,7 +88,7 @@ def decode_stage(
             logits = model.forward(run, written)[:, -1]
         out = torch.empty(B, total, dtype=torch.long, device=logits.device)
         if generator is None:
-            generator = _default_generator(logits.device)
+            generator = default_generator(logits.device)
         per_row = isinstance(generator, (list, tuple))
         if per_row and len(generator) != B:
             raise ValueError(f"got {len(generator)} generators for a batch of {B}")

@@ -7,6 +7,10 @@ model's ``prefill``/``step``/``forward`` (the protocol :func:`cadenza.core.engin
 drives) and adds ``bias(position)`` to the logits of written position ``position``, counting a
 prefix's tokens. Wrappers stack, so both kinds of steering can apply at once.
 
+A model that predicts every codebook per step with delays (``codebook_delays``, MusicGen) is
+steered the same way: at step ``s`` codebook ``k`` writes frame ``s - delays[k]``, which is
+written position ``frame * Q + k`` of the frame-major stream, so each bias applies unchanged.
+
 Under classifier-free guidance the batch is doubled (conditional rows, then null-conditioned
 rows) and both halves get the bias: ``u + b + s (c + b - u - b) = u + s (c - u) + b``, so the
 guided logits carry it exactly once.
@@ -42,13 +46,29 @@ class BiasedModel:
         self.layout = model.layout
         self.bias = bias
         self.position = 0
+        self.codebook_delays = getattr(model, "codebook_delays", None)  # the decode loop to use passes through
 
     def _add(self, logits: torch.Tensor, position: int) -> torch.Tensor:
+        if self.codebook_delays is not None:
+            return self._add_delayed(logits, position)
         bias = self.bias(position)
         if bias is None:
             return logits
         bias = bias.to(logits)
         return logits + bias.repeat(logits.shape[0] // bias.shape[0], 1)
+
+    def _add_delayed(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """``[B, Q, V]`` logits of ``step``: codebook ``k`` gets the bias of its frame's position."""
+        Q = logits.shape[1]
+        out = logits
+        for k, delay in enumerate(self.codebook_delays):
+            frame = step - delay
+            bias = self.bias(frame * Q + k) if frame >= 0 else None
+            if bias is not None:
+                bias = bias.to(logits)
+                out = out.clone() if out is logits else out
+                out[:, k] += bias.repeat(logits.shape[0] // bias.shape[0], 1)
+        return out
 
     def prefill(self, request: Any, max_new_tokens: int) -> Any:
         inner = self.model.prefill(request, max_new_tokens)

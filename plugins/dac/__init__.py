@@ -1,16 +1,27 @@
 """The ``dac`` tokenizer: Descript Audio Codec (``pip install cadenza[dac]``), registration only.
 
-Light on purpose (no torch, no ``dac`` import: ``import dac`` alone costs ~2.5 s); the model
-lives in :mod:`.dac_codec`. The published models' sizes are tabled here (from the package's
-``conf/final/*.yml``) so ``describe()`` reports sample rate, frame rate and codebooks without
-loading weights; building checks the checkpoint's own metadata against this table.
+Light on purpose (no torch, no ``dac`` or ``transformers`` import: ``import dac`` alone costs
+~2.5 s, and so does transformers); the models live in :mod:`.model` (the ``dac`` package) and
+:mod:`.hf_model` (``transformers.DacModel``). The published models' sizes are tabled here (from
+the package's ``conf/final/*.yml``) so ``describe()`` reports sample rate, frame rate and
+codebooks without loading weights; the checkpoint's own metadata (a release file's, or a
+transformers ``config.json``) is checked against this table.
 
 ``weights:`` is one of
   ``pretrained`` (default) - the file ``dac.utils.download(model, bitrate)`` fetches, in its
       cache folder ``~/.cache/descript/dac/weights_<model>_<bitrate>_<tag>.pth``;
-  a local path - such a ``.pth`` file (or a folder holding one), or a Cadenza checkpoint
-      folder written by ``save_pretrained`` (its ``config.json`` decides the architecture);
+  a hub id - a transformers-format DAC (``descript/dac_16khz``, ``_24khz``, ``_44khz``), found
+      in the Hugging Face cache first, downloaded only when the machine is online;
+  a local path - such a ``.pth`` file (or a folder holding one), a Cadenza checkpoint folder
+      written by ``save_pretrained`` (its ``config.json`` decides the architecture), or a folder
+      written by ``transformers.DacModel.save_pretrained``;
   ``random`` - a seeded random ``dac.DAC`` sized by the architecture fields (tests, plumbing).
+
+``model`` and ``bitrate`` say which published DAC the spec expects, whatever the format of the
+weights: a transformers checkpoint must be that model (its sample rate, hop and codebook size,
+and at least the codebooks used), as a release file must. So switching a spec between
+``weights: pretrained`` and ``weights: descript/dac_24khz`` (with ``model: 24khz``) changes
+nothing else in it, and a mismatch is found by ``cadenza validate`` from ``config.json`` alone.
 """
 
 import math
@@ -19,11 +30,14 @@ from typing import Literal
 
 import attrs
 
+from cadenza.core.components import import_object
+from cadenza.core.engine.checkpoint import read_json_object
 from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.spec.params import config_for_weights
 from cadenza.core.types import TokenizerInfo
 from cadenza.core.spec.validators import optional_at_least
+from cadenza.plugins.hf.hub import hf_config
 
 DAC = "dac"
 
@@ -43,6 +57,24 @@ MODELS = {
                           "decoder_dim": 1536, "decoder_rates": (8, 8, 4, 2), "latent_dim": 128,
                           "n_codebooks": 18, "codebook_size": 1024, "codebook_dim": 8},
 }
+# The transformers-format releases (transformers' DacModel conversion of the 8 kbps release files).
+HUB_MODELS = {"descript/dac_16khz": ("16khz", "8kbps"), "descript/dac_24khz": ("24khz", "8kbps"),
+              "descript/dac_44khz": ("44khz", "8kbps")}
+# transformers' DacConfig defaults, for fields a config.json leaves out.
+HF_DEFAULTS = {"sampling_rate": 16000, "downsampling_ratios": [2, 4, 8, 8], "n_codebooks": 9, "codebook_size": 1024}
+
+
+def _hf_fields(published: dict) -> dict:
+    """A published model as transformers' ``DacConfig`` names its fields (the part describe reads)."""
+    return {"model_type": "dac", "sampling_rate": published["sample_rate"],
+            "downsampling_ratios": list(published["encoder_rates"]), "n_codebooks": published["n_codebooks"],
+            "codebook_size": published["codebook_size"], "codebook_dim": published["codebook_dim"],
+            "encoder_hidden_size": published["encoder_dim"], "decoder_hidden_size": published["decoder_dim"]}
+
+
+# So an offline machine validates a spec naming a hub id before it is downloaded.
+KNOWN_HF = {hub_id: _hf_fields(MODELS[key]) for hub_id, key in HUB_MODELS.items()}
+
 ARCHITECTURE = ("encoder_dim", "encoder_rates", "decoder_dim", "decoder_rates", "latent_dim",
                 "n_codebooks", "codebook_size", "codebook_dim")
 
@@ -118,7 +150,34 @@ class DacConfig:
                              a["codebook_size"], 1)
 
     def describe(self, weights) -> TokenizerInfo:
-        return self.resolved(weights).info()
+        config = self.resolved(weights)
+        if weights_source(weights) == "transformers":
+            config.check_transformers(transformers_config(weights), weights.source)
+        return config.info()
+
+    def check_transformers(self, hf: dict, source: str) -> None:
+        """A transformers ``DacConfig`` (as a dict) must be the published model ``model``/``bitrate`` name."""
+        try:
+            rate = int(hf.get("sampling_rate") or HF_DEFAULTS["sampling_rate"])
+            hop = math.prod(int(r) for r in hf.get("downsampling_ratios") or HF_DEFAULTS["downsampling_ratios"])
+            have = int(hf.get("n_codebooks") or HF_DEFAULTS["n_codebooks"])
+            bins = int(hf.get("codebook_size") or HF_DEFAULTS["codebook_size"])
+        except (TypeError, ValueError) as exc:
+            raise WeightsError(f"weights {source!r}: unreadable DAC config.json ({exc})") from None
+        expected, a = self.info(), self.architecture()
+        shape = (rate, hop, bins)
+        if shape == (expected.sample_rate, math.prod(a["encoder_rates"]), expected.codebook_size):
+            if have >= expected.num_codebooks:
+                return
+            raise WeightsError(f"weights {source!r} hold {have} codebooks, fewer than the {expected.num_codebooks} "
+                               f"used; set num_codebooks to at most {have}")
+        fits = [f"model: {m}, bitrate: {b}" for (m, b), p in MODELS.items()
+                if (p["sample_rate"], math.prod(p["encoder_rates"]), p["codebook_size"]) == shape]
+        raise WeightsError(
+            f"weights {source!r}: a DAC at {rate} Hz, {rate / hop:g} frames/s, {have} codebooks of {bins}, not the "
+            f"{expected.sample_rate} Hz, {expected.frame_rate:g} frames/s, {expected.num_codebooks} x "
+            f"{expected.codebook_size} of model {self.model!r} ({self.bitrate}); "
+            + (f"set params {fits[0]}" if fits else "no published DAC has that shape"))
 
     def resolved(self, weights) -> "DacConfig":
         """The config that will be built for ``weights`` (a Cadenza checkpoint's own, if any)."""
@@ -131,22 +190,51 @@ class DacConfig:
         return self
 
 
-def weights_source(weights) -> Literal["random", "pretrained", "checkpoint", "release"]:
-    """Classify ``weights:``; a hub id other than ``pretrained`` is a one-line error."""
+def weights_source(weights) -> Literal["random", "pretrained", "transformers", "checkpoint", "release"]:
+    """Classify ``weights:``: which loader reads it (reads at most a ``config.json``)."""
     if weights.is_random:
         return "random"
     if weights.kind == "hub":
-        if weights.source == "pretrained":
-            return "pretrained"
-        raise WeightsError(f"weights {weights.source!r}: hub ids are not loaded by 'dac'; use 'pretrained' "
-                           "(the dac package's release file), 'random', or a local path (a DAC .pth file, "
-                           "or a folder saved by Cadenza)")
+        return "pretrained" if weights.source == "pretrained" else "transformers"
     path = Path(weights.path)
-    cadenza = path.suffix == ".safetensors" or (path.is_dir() and (path / "config.json").exists())
-    return "checkpoint" if cadenza else "release"
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    if (path.is_dir() or path.suffix == ".safetensors") and config.exists():
+        saved = read_json_object(config)
+        # transformers names its model_type; a Cadenza checkpoint names its component
+        return "transformers" if "model_type" in saved and "component" not in saved else "checkpoint"
+    return "checkpoint" if path.suffix == ".safetensors" else "release"
+
+
+def transformers_config(weights) -> dict:
+    """The ``config.json`` of transformers-format DAC weights, without loading them (cache, then
+    :data:`KNOWN_HF`); one line naming the id when neither has it."""
+    config = hf_config(weights, KNOWN_HF)
+    if config is None:
+        raise WeightsError(f"weights {weights.source!r}: not in the local Hugging Face cache, so what it holds is "
+                           f"unknown; run `huggingface-cli download {weights.source}` on a connected machine, or set "
+                           "`weights:` to a local folder saved by DacModel.save_pretrained (or to 'pretrained', the "
+                           "dac package's release file)")
+    if config.get("model_type") != "dac":
+        raise WeightsError(f"weights {weights.source!r} are a transformers {config.get('model_type')!r} checkpoint, "
+                           "not a DAC (expected model_type 'dac')")
+    return config
+
+
+# Which module builds the codec depends on the weights' format, and each imports only its own
+# library: the dac package (``.model``, ~2.5 s to import) or transformers (``.hf_model``), so
+# loading one format never pays for the other. Named as strings, resolved as the registry
+# resolves a factory, so this module stays light.
+BUILDERS = {"transformers": "cadenza.plugins.dac.hf_model:build"}
+LIBRARY_BUILDER = "cadenza.plugins.dac.model:build"
+
+
+def build(config: DacConfig, context):
+    """The factory: the builder for the format of ``context.weights``."""
+    return import_object(BUILDERS.get(weights_source(context.weights), LIBRARY_BUILDER))(config, context)
 
 
 @hookimpl
 def register_tokenizers(register):
-    register(DAC, "cadenza.plugins.dac.model:build", config=DacConfig, default_weights="pretrained",
-             description="Descript Audio Codec 16/24/44.1 kHz mono, 9-32 codebooks of 1024 (descript-audio-codec)")
+    register(DAC, build, config=DacConfig, default_weights="pretrained",
+             description="Descript Audio Codec 16/24/44.1 kHz mono, 9-32 codebooks of 1024 (descript-audio-codec, "
+                         "or transformers DacModel: descript/dac_*)")

@@ -33,7 +33,7 @@ with warnings.catch_warnings():  # dac.nn.layers decorates Snake with torch.jit.
 from cadenza.core.audio.io import to_channels
 from cadenza.core.engine.checkpoint import build_module, save_module
 from cadenza.core.errors import InputError, WeightsError
-from cadenza.core.engine.weights import fetch_url
+from cadenza.core.engine.weights import fetch_url, load_failure_reason
 from cadenza.plugins.dac import DAC, DacConfig, weights_source
 
 # dac.utils.__MODEL_URLS__, keyed as dac.utils.download looks them up. The package's own table is
@@ -122,7 +122,7 @@ def load_release(path: Path) -> tuple[dict, dict]:
         data = torch.load(path, map_location="cpu", weights_only=True)
         kwargs, state = dict(data["metadata"]["kwargs"]), data["state_dict"]
     except Exception as exc:  # noqa: BLE001 - corrupt, not a DAC file, or pickles more than tensors
-        first = _reason(exc)
+        first = load_failure_reason(exc)
         raise WeightsError(f"{path}: not a loadable DAC weights file ({type(exc).__name__}: {first})") from None
     accepted = inspect.signature(dac.DAC).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}, state
@@ -161,10 +161,3 @@ def build(config: DacConfig, context) -> DacTokenizer:
             "set params.model/bitrate to match the file")
     _load_strict_enough(model, state, str(file))
     return DacTokenizer(config, model).to(context.device).eval()
-
-
-def _reason(exc: Exception) -> str:
-    """One line of why ``torch.load`` refused: torch's "WeightsUnpickler error" line if any."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
-    picked = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
-    return picked[:300]

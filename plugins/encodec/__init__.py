@@ -1,21 +1,32 @@
 """The ``encodec`` tokenizer: Meta's EnCodec (``pip install cadenza[encodec]``), registration only.
 
-This module must stay light (no torch, no ``encodec`` import) because discovery imports it;
-the model lives in :mod:`.encodec_codec`. Everything the spec validator needs - sample rate,
-frame rate, number of codebooks for a bandwidth - is computed here from the same formulas the
-library uses, so ``cadenza validate`` sizes the stages right without loading 90 MB of weights.
+This module must stay light (no torch, no ``encodec`` or ``transformers`` import) because
+discovery imports it; the models live in :mod:`.model` (the ``encodec`` package) and
+:mod:`.hf_model` (``transformers``). Everything the spec validator needs - sample rate, frame
+rate, number of codebooks for a bandwidth - is computed here (and in :mod:`.hf_format`, from a
+checkpoint's ``config.json``) with the same formulas the libraries use, so ``cadenza validate``
+sizes the stages right without loading 90 MB of weights.
 
 ``weights:`` is one of
   ``pretrained`` (default) - the library's official checkpoint for ``model``, cached exactly
       where the ``encodec`` package caches it (``<torch hub dir>/checkpoints/<file>``);
+  a hub id - a transformers-format EnCodec: ``facebook/encodec_24khz`` / ``_32khz`` / ``_48khz``,
+      or a MusicGen checkpoint (``facebook/musicgen-small`` ...), whose codec is read alone;
+      found in the Hugging Face cache first (see :mod:`.hf_format` for the layouts);
   a local path - a ``.th`` state dict as the library publishes it (or a folder holding one),
-      or a Cadenza checkpoint folder written by ``save_pretrained`` (its ``config.json`` rules);
+      a Cadenza checkpoint folder written by ``save_pretrained`` (its ``config.json`` rules),
+      or a transformers-format folder (``EncodecModel.save_pretrained``, or a MusicGen folder);
   ``random`` - a seeded random EnCodec built from the architecture fields below (tests, plumbing).
+
+Transformers-format weights bring their own sample rate, channels and bandwidths
+(``config.json``): ``model`` is not used for them, and ``bandwidth`` left out means 6 kbps where
+the checkpoint offers it, else its highest (the 32 kHz MusicGen codec offers only 2.2 kbps:
+4 codebooks of 2048).
 
 The 48 kHz model (stereo) normalises its input and returns one scale per 1 s segment; codes
 cannot carry scales, so Cadenza encodes a whole clip in one segment, normalised to unit RMS as
 the library does per segment, and decodes to a fixed RMS level ``rms``. See
-:mod:`.encodec_codec` for why.
+:mod:`.model` for why.
 """
 
 import math
@@ -24,11 +35,13 @@ from typing import Literal
 
 import attrs
 
+from cadenza.core.components import import_object
 from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.spec.params import config_for_weights
 from cadenza.core.types import TokenizerInfo
 from cadenza.core.spec.validators import at_least, positive
+from cadenza.plugins.encodec import hf_format
 
 ENCODEC = "encodec"
 CODEBOOK_SIZE = 1024  # bins of every EnCodec quantizer: 10 bits per code
@@ -48,10 +61,13 @@ ARCHITECTURE = {"n_filters": 32, "dimension": 128, "n_residual_layers": 1, "rati
 
 
 def _bandwidth(instance, attribute, value) -> None:
+    if value is None:  # the default: 6 kbps (a transformers-format checkpoint may pick its own)
+        return
     allowed = MODELS[instance.model]["bandwidths"]
     if value not in allowed:
         raise ValueError(f"bandwidth must be one of {', '.join(f'{b:g}' for b in allowed)} (kbps) "
-                         f"for model {instance.model!r}, got {value!r}")
+                         f"for model {instance.model!r}, got {value!r} (leave it out to use a transformers-format "
+                         "checkpoint's own)")
 
 
 def _ratios(instance, attribute, value) -> None:
@@ -76,10 +92,10 @@ def codebooks_for(bandwidth: float, frame_rate: float) -> int:
 
 @attrs.frozen
 class EncodecConfig:
-    """EnCodec at ``bandwidth`` kbps; the architecture fields apply only to ``weights: random``."""
+    """EnCodec at ``bandwidth`` kbps (default 6); the architecture fields apply only to ``weights: random``."""
 
     model: Literal["24khz", "48khz"] = attrs.field(default="24khz", validator=attrs.validators.in_(tuple(MODELS)))
-    bandwidth: float = attrs.field(default=6.0, validator=_bandwidth)
+    bandwidth: float | None = attrs.field(default=None, validator=_bandwidth)
     rms: float = attrs.field(default=0.15, validator=positive)  # 48khz: RMS level of decoded audio
     n_filters: int = attrs.field(default=32, validator=at_least(1))
     dimension: int = attrs.field(default=128, validator=at_least(1))
@@ -87,6 +103,11 @@ class EncodecConfig:
     ratios: tuple[int, ...] = attrs.field(default=(8, 5, 4, 2), converter=tuple, validator=_ratios)
     lstm: int = attrs.field(default=2, validator=at_least(0))
     seed: int = attrs.field(default=0, validator=at_least(0))
+
+    @property
+    def target_bandwidth(self) -> float:
+        """The bandwidth the library models run at: ``bandwidth``, or 6 kbps when left out."""
+        return hf_format.DEFAULT_BANDWIDTH if self.bandwidth is None else self.bandwidth
 
     @property
     def sample_rate(self) -> int:
@@ -108,11 +129,15 @@ class EncodecConfig:
         return [k for k, v in ARCHITECTURE.items() if getattr(self, k) != v]
 
     def info(self) -> TokenizerInfo:
-        return TokenizerInfo(self.sample_rate, self.frame_rate, codebooks_for(self.bandwidth, self.frame_rate),
+        return TokenizerInfo(self.sample_rate, self.frame_rate, codebooks_for(self.target_bandwidth, self.frame_rate),
                              CODEBOOK_SIZE, MODELS[self.model]["channels"])
 
     def describe(self, weights) -> TokenizerInfo:
-        return self.resolved(weights).info()
+        config = self.resolved(weights)
+        if weights_source(weights) == "transformers":
+            found = hf_format.checkpoint_config(weights)
+            return hf_format.describe_checkpoint(found, self.bandwidth, weights.source)[0]
+        return config.info()
 
     def resolved(self, weights) -> "EncodecConfig":
         """The config that will actually be built for ``weights`` (a checkpoint's own, if any)."""
@@ -120,24 +145,24 @@ class EncodecConfig:
         if source == "checkpoint":
             return config_for_weights(self, weights)
         if source != "random" and self.custom_architecture():
+            what = "bring their own architecture (config.json)" if source == "transformers" else \
+                "have the published architecture"
             raise WeightsError(f"params {', '.join(self.custom_architecture())} size a random EnCodec; "
-                               f"weights {weights.source!r} have the published architecture (drop them, "
-                               "or use weights: random)")
+                               f"weights {weights.source!r} {what} (drop them, or use weights: random)")
         return self
 
 
-def weights_source(weights) -> Literal["random", "pretrained", "checkpoint", "state_dict"]:
-    """Classify a ``weights:`` value; a hub id other than ``pretrained`` is a one-line error."""
+def weights_source(weights) -> Literal["random", "pretrained", "transformers", "checkpoint", "state_dict"]:
+    """Classify a ``weights:`` value: which loader reads it (reads at most a ``config.json``)."""
     if weights.is_random:
         return "random"
     if weights.kind == "hub":
-        if weights.source == "pretrained":
-            return "pretrained"
-        raise WeightsError(
-            f"weights {weights.source!r}: Hugging Face ids (transformers-format EnCodec) are not loaded by "
-            "'encodec'; use 'pretrained' (the encodec package's checkpoint), 'random', or a local path "
-            "(a .th state dict, or a folder saved by Cadenza)")
-    return "checkpoint" if is_cadenza_checkpoint(weights.path) else "state_dict"
+        return "pretrained" if weights.source == "pretrained" else "transformers"
+    path = Path(weights.path)
+    if (path.is_dir() or path.suffix == ".safetensors") and \
+            hf_format.folder_layout(path if path.is_dir() else path.parent) is not None:
+        return "transformers"
+    return "checkpoint" if is_cadenza_checkpoint(path) else "state_dict"
 
 
 def is_cadenza_checkpoint(path: Path) -> bool:
@@ -145,7 +170,21 @@ def is_cadenza_checkpoint(path: Path) -> bool:
     return path.suffix == ".safetensors" or (path.is_dir() and (path / "config.json").exists())
 
 
+# Which module builds the codec depends on the weights' format, and each imports only its own
+# library: the encodec package (``.model``) or transformers (``.hf_model``, ~2.5 s to import), so
+# loading one format never pays for the other. Named as strings, resolved as the registry resolves
+# a factory, so this module stays light.
+BUILDERS = {"transformers": "cadenza.plugins.encodec.hf_model:build"}
+LIBRARY_BUILDER = "cadenza.plugins.encodec.model:build"
+
+
+def build(config: EncodecConfig, context):
+    """The factory: the builder for the format of ``context.weights``."""
+    return import_object(BUILDERS.get(weights_source(context.weights), LIBRARY_BUILDER))(config, context)
+
+
 @hookimpl
 def register_tokenizers(register):
-    register(ENCODEC, "cadenza.plugins.encodec.model:build", config=EncodecConfig, default_weights="pretrained",
-             description="Meta EnCodec 24 kHz mono / 48 kHz stereo at 1.5-24 kbps (encodec package)")
+    register(ENCODEC, build, config=EncodecConfig, default_weights="pretrained",
+             description="Meta EnCodec 24 kHz mono / 48 kHz stereo at 1.5-24 kbps (encodec package), or a "
+                         "transformers EncodecModel (facebook/encodec_*, MusicGen's 32 kHz codec)")

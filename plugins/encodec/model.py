@@ -34,7 +34,7 @@ from torch import nn
 from cadenza.core.audio.io import to_channels
 from cadenza.core.engine.checkpoint import build_module, load_state_into, save_module
 from cadenza.core.errors import InputError, WeightsError
-from cadenza.core.engine.weights import fetch_url
+from cadenza.core.engine.weights import fetch_url, load_failure_reason
 from cadenza.plugins.encodec import (
     CODEBOOK_SIZE,
     ENCODEC,
@@ -61,7 +61,7 @@ def make_encodec(config: EncodecConfig) -> EncodecModel:
         dimension=config.dimension, n_q=config.total_codebooks, bins=CODEBOOK_SIZE, kmeans_init=False)
     model = EncodecModel(encoder, decoder, quantizer, list(spec["bandwidths"]), spec["sample_rate"], spec["channels"],
                          normalize=spec["normalize"], segment=None, name=f"encodec_{config.model}")
-    model.set_target_bandwidth(config.bandwidth)
+    model.set_target_bandwidth(config.target_bandwidth)
     return model
 
 
@@ -144,7 +144,7 @@ def load_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, or pickles more than tensors
-        first = _reason(exc)
+        first = load_failure_reason(exc)
         raise WeightsError(f"{path}: not a loadable EnCodec state dict ({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
@@ -162,10 +162,3 @@ def build(config: EncodecConfig, context) -> EncodecTokenizer:
         tokenizer = EncodecTokenizer(config)
     load_state_into(tokenizer.model, state, str(file))
     return tokenizer.to(context.device).eval()
-
-
-def _reason(exc: Exception) -> str:
-    """One line of why ``torch.load`` refused: torch's "WeightsUnpickler error" line if any."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
-    picked = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
-    return picked[:300]

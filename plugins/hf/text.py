@@ -29,6 +29,7 @@ from cadenza.core.errors import WeightsError
 from cadenza.core.hookspecs import hookimpl
 from cadenza.core.types import ConditioningInfo
 from cadenza.core.spec.validators import at_least, divides
+from cadenza.plugins.hf.composite import composite_part_config
 from cadenza.plugins.hf.hub import hf_config
 
 T5 = "t5"
@@ -43,6 +44,8 @@ KNOWN_T5 = {
     "google-t5/t5-small": {"d_model": 512}, "t5-large": {"d_model": 1024}, "google-t5/t5-large": {"d_model": 1024},
     "google/t5-v1_1-base": {"d_model": 768}, "google/t5-v1_1-large": {"d_model": 1024},
     "google/flan-t5-base": {"d_model": 768}, "google/flan-t5-large": {"d_model": 1024},
+    # MusicGen checkpoints hold their T5 encoder (t5-base) as the ``text_encoder`` part
+    **{f"facebook/musicgen-{size}": {"d_model": 768} for size in ("small", "medium", "large", "melody")},
 }
 KNOWN_MINILM = {MINILM_HUB: {"hidden_size": 384}}
 MINILM_DIM = 384
@@ -77,11 +80,13 @@ class T5TextConfig:
             dim = self.d_model
         else:
             config = hf_config(weights, KNOWN_T5) or {}
+            config = composite_part_config(config, "text_encoder") or config  # a MusicGen checkpoint's T5
             dim = config.get("d_model")
             if not isinstance(dim, int):
                 raise WeightsError(
                     f"cannot tell the width of {weights.source!r} without its config.json: run "
-                    f"`huggingface-cli download {weights.source}` or set `weights:` to a local T5 folder")
+                    f"`cadenza download SPEC` (or `huggingface-cli download {weights.source}`) or set `weights:` to a "
+                    "local T5 folder")
         return ConditioningInfo(kind="sequence", dim=dim, length=self.max_length)
 
 

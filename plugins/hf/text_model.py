@@ -17,6 +17,8 @@ from torch.nn import functional as F
 
 from cadenza.core.prompts import check_prompts
 from cadenza.core.types import Conditioning, ConditioningInfo
+from cadenza.core.engine.checkpoint import read_json_object
+from cadenza.plugins.hf.composite import build_part, composite_part_config
 from cadenza.plugins.hf.hub import load_pretrained, local_folder
 from cadenza.plugins.hf.text import MINILM, T5, MiniLMConfig, T5TextConfig
 
@@ -80,7 +82,11 @@ def build_t5(config: T5TextConfig, context) -> T5Text:
     else:
         folder = local_folder(context.weights, T5)
         tokenizer = load_pretrained(T5, folder, AutoTokenizer.from_pretrained)
-        model = load_pretrained(T5, folder, T5EncoderModel.from_pretrained)
+        if composite_part_config(read_json_object(folder / "config.json"), "text_encoder") is not None:
+            # a MusicGen checkpoint: only its text encoder's tensors are read
+            model = build_part(folder, "text_encoder", lambda sub: T5EncoderModel(HFT5Config(**sub)), T5)
+        else:
+            model = load_pretrained(T5, folder, T5EncoderModel.from_pretrained)
     info = ConditioningInfo(kind="sequence", dim=int(model.config.d_model), length=config.max_length)
     return T5Text(config, model.to(context.device), tokenizer, info)
 

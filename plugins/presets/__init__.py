@@ -16,6 +16,8 @@ DESCRIPTIONS = {
                "(small, CPU-trained; docs/benchmarks/default_model.md)",
     "tiny-random": "3-stage MusicLM-style cascade (semantic, coarse, fine), tiny and untrained: noise, for plumbing",
     "tiny-musicgen": "1-stage MusicGen-style cascade (all codebooks, cross-attention), tiny and untrained: noise",
+    **{f"musicgen-{size}": f"MusicGen {size}, the published weights (facebook/musicgen-{size}; fetch once with "
+                           f"`cadenza download musicgen-{size}`)" for size in ("small", "medium", "large")},
 }
 
 

@@ -130,7 +130,7 @@ def test_plain_dict_specs_are_checked_too(registry):
     tree = yaml.safe_load(TINY_SPEC)
     assert len(check_tree(tree, registry).stages) == 3
     tree["stages"][0]["model"] = "lstm"
-    with pytest.raises(SpecError, match="unknown stage model 'lstm'; available: transformer"):
+    with pytest.raises(SpecError, match="unknown stage model 'lstm'; available: musicgen, transformer"):
         check_tree(tree, registry)
 
 

@@ -105,8 +105,6 @@ def test_invalid_model_through_validate(cli, write_spec):
 def test_architecture_params_need_random_weights():
     with pytest.raises(WeightsError, match="params encoder_dim, .* size a random DAC"):
         DacConfig(**TINY).describe(parse_weights("pretrained"))
-    with pytest.raises(WeightsError, match="hub ids are not loaded by 'dac'"):
-        DacConfig().describe(parse_weights("descript/dac_44khz"))
 
 
 def test_missing_pretrained_offline_is_one_line(registry, monkeypatch, tmp_path):

@@ -142,11 +142,6 @@ def test_architecture_params_need_random_weights():
         EncodecConfig(**TINY).describe(parse_weights("pretrained"))
 
 
-def test_hub_ids_are_refused_in_one_line():
-    with pytest.raises(WeightsError, match="Hugging Face ids .* are not loaded by 'encodec'; use 'pretrained'"):
-        EncodecConfig().describe(parse_weights("facebook/encodec_24khz"))
-
-
 def test_missing_pretrained_offline_is_one_line(registry, monkeypatch, tmp_path):
     monkeypatch.setenv("CADENZA_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

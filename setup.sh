@@ -11,19 +11,20 @@ PYTHON="${PYTHON:-python3}"
 "$PYTHON" -m pip install --quiet "torch==2.11.0" "torchvision==0.26.0" "torchaudio==2.11.0"
 "$PYTHON" -m pip install --quiet -e ".[all,dev]"
 "$PYTHON" tests/fetch_test_audio.py
-# `cadenza corpus` renders its training corpus with FluidSynth and a General MIDI SoundFont (apt).
+# `cadenza corpus` renders its training corpus with FluidSynth and a General MIDI SoundFont (apt);
+# benchmarks/watermark_robustness.py runs its codec attacks (MP3, Opus, AAC) through ffmpeg (apt).
 have_soundfont() {
   [ -n "${CADENZA_SOUNDFONT:-}" ] && return 0
   for font in /usr/share/sounds/sf2/*.sf[23] /usr/share/soundfonts/*.sf[23]; do [ -e "$font" ] && return 0; done
   return 1
 }
-if ! command -v fluidsynth >/dev/null 2>&1 || ! have_soundfont; then
-  APT_ARGS="install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont"
+if ! command -v fluidsynth >/dev/null 2>&1 || ! have_soundfont || ! command -v ffmpeg >/dev/null 2>&1; then
+  APT_ARGS="install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont ffmpeg"
   if [ "$(id -u)" = 0 ]; then SUDO=""
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"
   else SUDO="none"; fi
   if [ "$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup.sh: not installing FluidSynth (needs root and apt-get); \`cadenza corpus\` and its tests need it:" \
+    echo "setup.sh: not installing FluidSynth and ffmpeg (needs root and apt-get); \`cadenza corpus\` and its tests need FluidSynth, the watermark benchmark's codec attacks ffmpeg:" \
       "sudo apt-get $APT_ARGS" >&2
   else  # a fresh machine may have no package lists yet: update once and retry
     export DEBIAN_FRONTEND=noninteractive

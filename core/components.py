@@ -29,6 +29,7 @@ KINDS: tuple[str, ...] = (
     "sampler",
     "metric",
     "melody_source",
+    "watermark",
 )
 
 
@@ -184,3 +185,21 @@ class MelodySource(Protocol):
     """
 
     def __call__(self, path: str, max_seconds: float | None = None) -> Any: ...
+
+
+@runtime_checkable
+class Watermark(Protocol):
+    """Marks generated audio as generated, and finds the mark again after it was edited.
+
+    ``embed`` must leave the audio as it sounds (its benchmark reports the SNR) and keep its
+    shape; ``detect`` reads any length the mark can be found in, at any sample rate, and says
+    how sure it is as a p-value under "this audio was never marked with this key": the
+    false-positive rate is then the threshold the caller picks, not a guess.
+    """
+
+    def embed(self, audio: "torch.Tensor", sample_rate: int, payload: int) -> "torch.Tensor":
+        """``[C, S]`` float audio -> the same shape, marked; ``payload`` fits in ``payload_bits``."""
+
+    def detect(self, audio: "torch.Tensor", sample_rate: int) -> "Detection":
+        """``[C, S]`` float audio -> a :class:`cadenza.core.types.Detection`."""
+

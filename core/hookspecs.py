@@ -116,6 +116,18 @@ def register_melody_sources(register: Registrar) -> None:
 
 
 @hookspec
+def register_watermarks(register: Registrar) -> None:
+    """Register watermarks: ``embed(audio, sample_rate, payload)`` and ``detect(audio, sample_rate)``.
+
+    ``cadenza generate`` marks every file it writes with the spec's ``output.watermark`` (the
+    built-in one by default; ``--no-watermark`` turns it off) and records it in the sidecar;
+    ``cadenza detect FILE...`` reports what a watermark finds. The component implements
+    :class:`cadenza.core.components.Watermark`; its config class says what it needs (a key, a
+    threshold). ``detect`` returns a :class:`cadenza.core.types.Detection`.
+    """
+
+
+@hookspec
 def register_pipelines(register: Registrar) -> None:
     """Register pipeline presets: ``register(name, path_to_yaml, description=...)``.
 

@@ -86,3 +86,21 @@ class Audio:
     @property
     def seconds(self) -> float:
         return self.samples.shape[-1] / self.sample_rate
+
+
+@attrs.frozen
+class Detection:
+    """What a watermark detector found in one clip.
+
+    ``p_value``: the chance that audio never marked with this key scores ``score`` or more
+    (the detector's null distribution); ``payload``: the bits recovered (None when they did
+    not decode, e.g. their error check failed); ``marked``: ``p_value <= threshold``, the
+    threshold the watermark was asked to use.
+    """
+
+    score: float
+    p_value: float
+    payload: int | None = None
+    marked: bool = False
+    threshold: float = 1e-6
+

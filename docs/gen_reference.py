@@ -140,6 +140,19 @@ class AbcConfig:
 def register_melody_sources(register):
     register("abc", "cadenza_abc.source:build", config=AbcConfig, description="melodies in ABC notation")
 ''',
+    "register_watermarks": '''
+import attrs
+from cadenza.core.hookspecs import hookimpl
+
+@attrs.frozen
+class EchoHideConfig:
+    threshold: float = 1e-6  # p-value at or below which detect() says "marked"
+
+@hookimpl
+def register_watermarks(register):
+    register("echo-hide", "cadenza_echo.mark:build", config=EchoHideConfig,
+             description="echo hiding: a keyed pair of faint echoes carries the payload")
+''',
     "register_pipelines": '''
 from pathlib import Path
 from cadenza.core.hookspecs import hookimpl
@@ -295,7 +308,7 @@ def render_cli() -> str:
 
 KIND_TITLES = {"tokenizer": "Acoustic tokenizers", "semantic_tokenizer": "Semantic tokenizers",
                "conditioner": "Conditioners", "stage_model": "Stage models", "sampler": "Samplers",
-               "metric": "Metrics", "melody_source": "Melody sources"}
+               "metric": "Metrics", "melody_source": "Melody sources", "watermark": "Watermarks"}
 
 
 WEIGHTED = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model")  # the kinds that take weights

@@ -30,6 +30,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_samplers": "sampler",
     "register_metrics": "metric",
     "register_melody_sources": "melody_source",
+    "register_watermarks": "watermark",
 }
 PIPELINE_HOOK = "register_pipelines"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -327,7 +327,7 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                 return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
                                         prime_rate=rate, only_new=args.only_new and prime is not None,
                                         window=args.window, overlap=args.overlap, melody=melody,
-                                        hold=args.hold, beat=args.beat, bpm=bpm)
+                                        hold=args.hold, beat=args.beat, bpm=bpm, watermark=args.watermark)
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:

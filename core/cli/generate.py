@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     def generate(seeds):
         return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
                                 prime_rate=prime_rate, only_new=args.only_new, window=args.window,
-                                overlap=args.overlap, melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm)
+                                overlap=args.overlap, melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm,
+                                watermark=args.watermark)
 
     extra = {}
     if args.rerank > 1:

@@ -91,6 +91,7 @@ def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int
         "spec": spec_to_dict(pipeline.spec),
         "components": [c.provenance() for c in pipeline.components()],
         "random_weights": cascade.random_components(),
+        "watermark": generation.watermark,
         "stage_seconds": {k: round(v, 4) for k, v in generation.stage_seconds.items()},
         "cadenza_version": version("cadenza"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

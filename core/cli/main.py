@@ -151,6 +151,9 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
     gen.add_argument("--resume", action="store_true", help="batch mode: skip prompts whose outputs exist")
     gen.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                      help="batch mode: most prompts generated together (default: 8)")
+    gen.add_argument("--no-watermark", dest="watermark", action="store_false",
+                     help="write the audio without the spec's watermark (by default every file is marked as generated; "
+                     "`cadenza detect` finds the mark)")
     gen.add_argument("--plot", action="store_true",
                      help="also write a PNG spectrogram beside each audio file (same stem, .png)")
     gen.add_argument("--device", default="cpu", help="torch device (default: cpu)")

@@ -30,6 +30,8 @@ from cadenza.core.errors import InputError
 from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
                                    resolve_window, window_frames)
 from cadenza.core.prompts import check_prompts
+from cadenza.core.engine.watermarking import describe as describe_mark
+from cadenza.core.engine.watermarking import mark_batch, pipeline_payload
 from cadenza.core.engine.limits import MAX_SEED, check_seconds, check_seed  # noqa: F401 - check_seconds: public here too
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
@@ -57,6 +59,7 @@ class Generation:
     hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
     beat: float | None = None  # beat-grid logit scale it ran with; None: no grid applied
     beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe()); () for none
+    watermark: dict[str, Any] | None = None  # the mark in the audio (name, key_id, payload); None: unmarked
 
     @property
     def row_seeds(self) -> tuple[int, ...]:
@@ -95,6 +98,7 @@ class Cascade:
         self._semantic_tokenizer = None
         self.models = {s.spec.name: self._build(s.model, layout=s.layout) for s in pipeline.stages}
         self.samplers = {s.spec.name: self._build(s.sampler) for s in pipeline.stages}
+        self.watermark = self._build(pipeline.watermark) if pipeline.watermark is not None else None
 
     @classmethod
     def from_spec(cls, source: str | Path | dict, registry: Any = None, device: str = "cpu") -> "Cascade":
@@ -135,8 +139,11 @@ class Cascade:
                  progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
                  only_new: bool = False, window: float | None = None, overlap: float | None = None,
                  melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
-                 beat: float | None = None, bpm: float | None = None) -> Generation:
+                 beat: float | None = None, bpm: float | None = None, watermark: bool = True) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
+
+        The audio returned carries the spec's watermark (``output.watermark``, the built-in by
+        default; :mod:`cadenza.core.engine.watermarking`) unless ``watermark`` is False.
 
         ``seed``: one int for the batch (one generator shared by the rows), or one int per
         prompt (a generator per row: a row's tokens are then those it gets alone with that seed).
@@ -253,6 +260,11 @@ class Cascade:
             timings["decode"] = time.perf_counter() - start
         begin = round(prime_seconds * self.sample_rate) if only_new else 0
         audio = self._finish(audio, seconds, begin=begin, normalize=prime is None)
+        mark = None
+        if watermark and self.watermark is not None:
+            payload = pipeline_payload(self.pipeline.spec.name)
+            audio = mark_batch(self.watermark, audio, self.sample_rate, payload)
+            mark = describe_mark(self.pipeline.watermark.entry.name, self.watermark, payload)
         return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
                           history, timings, prime_seconds=prime_seconds, only_new=only_new,
                           windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
@@ -261,7 +273,8 @@ class Cascade:
                           melody_strength=strength if melodies else None,
                           hold=hold if len(plan) > 1 or prime is not None else None,
                           beat=beat if beats else None,
-                          beats=tuple(b.describe(self.frame_rates["semantic"]) for b in beats) if beats else ())
+                          beats=tuple(b.describe(self.frame_rates["semantic"]) for b in beats) if beats else (),
+                          watermark=mark)
 
     def _check_beat(self, beat: float | None, bpm: float | None) -> tuple[float | None, float | None]:
         """``(strength, bpm)`` of a run: ``beat`` (None: the spec's ``output.beat``) checked, and

@@ -48,7 +48,9 @@ COMPONENT_KEYS = ("name", "params", "weights")
 SAMPLER_KEYS = ("name", "params")
 STAGE_KEYS = ("name", "role", "model", "params", "weights", "reads", "writes",
               "conditioning", "sampler", "guidance_scale")
-OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap", "beat")
+OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap", "beat", "watermark")
+DEFAULT_WATERMARK = "spread-spectrum"  # the built-in watermark: every generated file says it was generated
+NO_WATERMARK = ("none", "off")
 DEFAULT_SAMPLER = "top-k"
 
 
@@ -81,6 +83,10 @@ class OutputSpec:
     window: float | None = None  # generation window, seconds; None: one pass up to 10 s (or ``seconds``)
     overlap: float | None = None  # seconds of each window continuing the last; None: half the window
     beat: float = 0.0  # long-form beat grid: logit scale holding the opening's tempo; 0 = off
+    # the watermark every output gets; None: none. ``watermark_default``: the spec did not name one,
+    # so a registry without the built-in runs unmarked instead of refusing the spec
+    watermark: ComponentSpec | None = ComponentSpec(DEFAULT_WATERMARK)
+    watermark_default: bool = True
 
 
 @attrs.frozen
@@ -253,8 +259,21 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
         message = f"overlap ({overlap:g} s) must be shorter than the window ({window:g} s)"
         problems.append((("output", "overlap"), message))
         overlap = None
+    watermark, named = _watermark(node, problems)
     return OutputSpec(float(seconds), None if peak is None else float(peak), hold,
-                      None if window is None else float(window), None if overlap is None else float(overlap), beat)
+                      None if window is None else float(window), None if overlap is None else float(overlap), beat,
+                      watermark, not named)
+
+
+def _watermark(node: dict, problems: Problems) -> tuple[ComponentSpec | None, bool]:
+    """``output.watermark``: a component (name or mapping), or ``none``/``false`` for no mark;
+    absent: the built-in. Returns ``(component or None, whether the spec named it)``."""
+    if "watermark" not in node:
+        return ComponentSpec(DEFAULT_WATERMARK), False
+    value = node["watermark"]
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in NO_WATERMARK):
+        return None, True
+    return _component(value, ("output", "watermark"), problems, ("name", "params")), True
 
 
 def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | None, Problems]:
@@ -322,5 +341,7 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
                       **({"hold": spec.output.hold} if spec.output.hold else {}),
                       **({"window": spec.output.window} if spec.output.window is not None else {}),
                       **({"overlap": spec.output.overlap} if spec.output.overlap is not None else {}),
-                      **({"beat": spec.output.beat} if spec.output.beat else {})}
+                      **({"beat": spec.output.beat} if spec.output.beat else {}),
+                      **({} if spec.output.watermark_default else
+                         {"watermark": None if spec.output.watermark is None else comp(spec.output.watermark)})}
     return data

@@ -61,12 +61,13 @@ class ResolvedPipeline:
     stages: tuple[ResolvedStage, ...]
     conditioner: ResolvedComponent | None = None
     semantic_tokenizer: ResolvedComponent | None = None
+    watermark: ResolvedComponent | None = None  # what marks every output (output.watermark); None: nothing
 
     def components(self) -> list[ResolvedComponent]:
         out = [c for c in (self.conditioner, self.semantic_tokenizer, self.tokenizer) if c is not None]
         for stage in self.stages:
             out += [stage.model, stage.sampler]
-        return out
+        return out + ([self.watermark] if self.watermark is not None else [])
 
 
 # What a component may describe itself as; past these, tensors sized from the info cannot be built.
@@ -150,9 +151,19 @@ class _Checker:
         stages = self._stages(tok, cond, sem)
         if not self.problems and tok is not None and None not in stages:
             self._durations(stages)
+        watermark = self._watermark()
         if self.problems or tok is None or None in stages:
             return None, self.problems
-        return ResolvedPipeline(spec, tok, tuple(stages), cond, sem), []
+        return ResolvedPipeline(spec, tok, tuple(stages), cond, sem, watermark), []
+
+    def _watermark(self) -> ResolvedComponent | None:
+        """``output.watermark`` resolved; the built-in default is skipped where it is not installed."""
+        ref, path = self.spec.output.watermark, ("output", "watermark")
+        if ref is None or (self.spec.output.watermark_default and ref.name not in self.registry.names("watermark")):
+            return None
+        entry = self._entry("watermark", ref.name, path)
+        config = self._config(entry, ref.params, path) if entry is not None else None
+        return ResolvedComponent("watermark", entry, config) if config is not None else None
 
     def _durations(self, stages: list[ResolvedStage]) -> None:
         """``output.seconds`` makes at least one frame of the slowest stream, and so does each window."""

@@ -55,7 +55,7 @@ def spy_decode(monkeypatch):
 def test_prefix_is_exactly_the_primes_codes(cascade, prime, monkeypatch):
     audio, rate = prime
     calls = spy_decode(monkeypatch)
-    result = cascade.generate("a cello", seconds=1.0, seed=4, prime=audio, prime_rate=rate)
+    result = cascade.generate("a cello", seconds=1.0, seed=4, prime=audio, prime_rate=rate, watermark=False)
     with torch.inference_mode():
         codes = cascade.tokenizer.encode(prepare(audio[None], rate, 16000, 1))
         semantic = cascade.semantic_tokenizer.tokenize(prepare(audio[None], rate, 16000, 1))
@@ -71,7 +71,7 @@ def test_prefix_is_exactly_the_primes_codes(cascade, prime, monkeypatch):
 
 def test_audio_begins_with_the_primes_decoded_codes(cascade, prime):
     audio, rate = prime
-    result = cascade.generate("a cello", seconds=1.0, seed=4, prime=audio, prime_rate=rate)
+    result = cascade.generate("a cello", seconds=1.0, seed=4, prime=audio, prime_rate=rate, watermark=False)
     assert result.audio.shape == (1, 1, 16000)
     with torch.inference_mode():
         reference = cascade.tokenizer.decode(cascade.tokenizer.encode(prepare(audio[None], rate, 16000, 1)))
@@ -83,8 +83,9 @@ def test_audio_begins_with_the_primes_decoded_codes(cascade, prime):
 
 def test_only_new_is_the_part_after_the_prime(cascade, prime):
     audio, rate = prime
-    full = cascade.generate("a cello", seconds=1.2, seed=4, prime=audio, prime_rate=rate)
-    new = cascade.generate("a cello", seconds=1.2, seed=4, prime=audio, prime_rate=rate, only_new=True)
+    full = cascade.generate("a cello", seconds=1.2, seed=4, prime=audio, prime_rate=rate, watermark=False)
+    new = cascade.generate("a cello", seconds=1.2, seed=4, prime=audio, prime_rate=rate, only_new=True,
+                           watermark=False)  # a mark on the whole and one on the part differ: compare the audio
     assert new.audio.shape == (1, 1, round(0.7 * 16000)) and new.only_new
     assert torch.equal(new.audio, full.audio[..., 8000:])
 
@@ -160,14 +161,16 @@ def test_generate_command_with_prime(cli, tiny_spec, tmp_path, prime):
     prime_file = tmp_path / "prime.wav"
     soundfile.write(prime_file, audio[0].numpy(), rate)
     out, new = tmp_path / "full.wav", tmp_path / "new.wav"
-    code, _, stderr = cli("generate", "a cello", "-p", tiny_spec, "-s", "1.0", "--prime", prime_file, "-o", out)
+    code, _, stderr = cli("generate", "a cello", "-p", tiny_spec, "-s", "1.0", "--prime", prime_file, "-o", out,
+                          "--no-watermark")
     assert code == 0, stderr
     assert "the audio starts with the prime (0.5 s, as decoded from its codec tokens)" in stderr
     assert soundfile.info(out).frames == 16000
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["prime"]["file"] == str(prime_file) and sidecar["prime"]["seconds"] == 0.5
     assert sidecar["prime"]["in_audio"] and "decoded from its codec tokens" in sidecar["prime"]["note"]
-    code, _, stderr = cli("generate", "a cello", "-p", tiny_spec, "-s", "1.0", "--prime", prime_file, "--only-new",
+    code, _, stderr = cli("generate", "a cello", "-p", tiny_spec, "-s", "1.0", "--prime", prime_file, "--no-watermark",
+                          "--only-new",
                           "-o", new, "-q")
     assert code == 0 and soundfile.info(new).frames == 8000
     full_audio, _ = soundfile.read(out)

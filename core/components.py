@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from cadenza.core.layout import StageLayout
-from cadenza.core.types import Conditioning, ConditioningInfo, SemanticInfo, TokenizerInfo
+from cadenza.core.types import Conditioning, ConditioningInfo, Detection, SemanticInfo, TokenizerInfo
 from cadenza.core.engine.weights import Weights
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default
 from cadenza.core.prompts import check_prompts
 from cadenza.core.engine.watermarking import describe as describe_mark
 from cadenza.core.engine.watermarking import mark_batch, pipeline_payload
-from cadenza.core.engine.limits import MAX_SEED, check_seconds, check_seed  # noqa: F401 - check_seconds: public here too
+from cadenza.core.engine.limits import check_seconds, check_seed, is_seed
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
 ProgressFactory = Callable[[str, int], Any]  # (stage name, total tokens) -> object with update(n), close()
@@ -69,12 +69,9 @@ class Generation:
 
 def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
     """One seed (see :func:`check_seed`), or a list of ``batch`` of them (a generator per row)."""
-    def bad(value: Any) -> bool:
-        return isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED
-
     if isinstance(seed, int) and not isinstance(seed, bool):
         return check_seed(seed)
-    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or any(bad(s) for s in seed):
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or not all(is_seed(s) for s in seed):
         raise InputError(f"seed must be an integer from 0 to 2^63-1, or one per prompt, got {seed!r}")
     if len(seed) != batch:
         raise InputError(f"got {len(seed)} seeds for {batch} prompts")

@@ -15,9 +15,14 @@ from cadenza.core.spec.schema import MAX_SECONDS
 MAX_SEED = 2 ** 63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
 
+def is_seed(value: Any) -> bool:
+    """An integer (not a bool) from 0 to :data:`MAX_SEED`."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_SEED
+
+
 def check_seed(seed: Any, what: str = "seed") -> int:
     """An integer seed from 0 to :data:`MAX_SEED`; one InputError otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if not is_seed(seed):
         raise InputError(f"{what} must be an integer from 0 to 2^63-1, got {seed!r}")
     return seed
 

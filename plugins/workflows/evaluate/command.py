@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from cadenza.core.engine.limits import check_seconds
 from cadenza.core.files.atomic import write_text
 from cadenza.core.errors import InputError
 
@@ -22,8 +23,6 @@ def _check_args(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.seconds is not None:
-        from cadenza.core.engine.cascade import check_seconds
-
         check_seconds(args.seconds)
 
 

@@ -19,12 +19,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cadenza.core.components import BuildContext, Tokenizer
+from cadenza.core.components import Tokenizer
 from cadenza.core.engine.weights import parse_weights
 from cadenza.core.errors import SpecError, WeightsError
 from cadenza.core.spec.validate import check_tree
 from cadenza.plugins.dac import DacConfig
 from hf_cache import cached_snapshot, use_cache
+from tiny_specs import build_tokenizer, codec_spec
 
 TINY = {"encoder_hidden_size": 4, "decoder_hidden_size": 32, "codebook_dim": 4, "codebook_size": 1024}
 # (sampling_rate, downsampling_ratios, n_codebooks) of the published models.
@@ -59,18 +60,12 @@ def offline_hub(hub, monkeypatch):
 
 
 def spec(weights: str, **params) -> dict:
-    return {"name": "dac-hub",
-            "conditioner": {"name": "byte-text", "params": {"dim": 16, "output": "pooled"}},
-            "tokenizer": {"name": "dac", "weights": weights, "params": params},
-            "stages": [{"name": "lm", "role": "acoustic", "model": "transformer", "writes": "acoustic",
-                        "params": {"d_model": 32, "layers": 1, "heads": 2}}],
-            "output": {"seconds": 0.5}}
+    return codec_spec({"name": "dac", "weights": weights, "params": params}, "dac-hub")
 
 
 def build(registry, weights: str, **params):
     """(tokenizer, described info), built from a checked spec as the cascade builds it."""
-    component = check_tree(spec(weights, **params), registry).tokenizer
-    return component.entry.build(component.config, BuildContext(weights=component.weights)), component.info
+    return build_tokenizer(registry, spec(weights, **params))
 
 
 @pytest.mark.parametrize(("hub_id", "params", "shape"), [

@@ -18,12 +18,13 @@ import sys
 import pytest
 import torch
 
-from cadenza.core.components import BuildContext, Tokenizer
+from cadenza.core.components import Tokenizer
 from cadenza.core.engine.weights import parse_weights
 from cadenza.core.errors import SpecError, WeightsError
 from cadenza.core.spec.validate import check_tree
 from cadenza.plugins.encodec import EncodecConfig
 from hf_cache import cached_snapshot, use_cache
+from tiny_specs import build_tokenizer, codec_spec
 
 TINY = {"num_filters": 4, "hidden_size": 16, "num_lstm_layers": 1, "num_residual_layers": 1}
 # transformers' conversion settings of the published codecs, at tiny widths.
@@ -87,18 +88,12 @@ def offline_hub(hub, monkeypatch):
 
 
 def spec(weights: str, **params) -> dict:
-    return {"name": "encodec-hub",
-            "conditioner": {"name": "byte-text", "params": {"dim": 16, "output": "pooled"}},
-            "tokenizer": {"name": "encodec", "weights": weights, "params": params},
-            "stages": [{"name": "lm", "role": "acoustic", "model": "transformer", "writes": "acoustic",
-                        "params": {"d_model": 32, "layers": 1, "heads": 2}}],
-            "output": {"seconds": 0.5}}
+    return codec_spec({"name": "encodec", "weights": weights, "params": params}, "encodec-hub")
 
 
 def build(registry, weights: str, **params):
     """(tokenizer, described info), built from a checked spec as the cascade builds it."""
-    component = check_tree(spec(weights, **params), registry).tokenizer
-    return component.entry.build(component.config, BuildContext(weights=component.weights)), component.info
+    return build_tokenizer(registry, spec(weights, **params))
 
 
 def library(model, audio, bandwidth):

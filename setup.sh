@@ -12,19 +12,21 @@ PYTHON="${PYTHON:-python3}"
 "$PYTHON" -m pip install --quiet -e ".[all,dev]"
 "$PYTHON" tests/fetch_test_audio.py
 # `cadenza corpus` renders its training corpus with FluidSynth and a General MIDI SoundFont (apt);
-# benchmarks/watermark_robustness.py runs its codec attacks (MP3, Opus, AAC) through ffmpeg (apt).
+# benchmarks/watermark_robustness.py runs its codec attacks (MP3, Opus, AAC) through ffmpeg (apt);
+# tests/project/test_docs_render.py opens the docs site in headless Chromium (apt), driven by playwright.
 have_soundfont() {
   [ -n "${CADENZA_SOUNDFONT:-}" ] && return 0
   for font in /usr/share/sounds/sf2/*.sf[23] /usr/share/soundfonts/*.sf[23]; do [ -e "$font" ] && return 0; done
   return 1
 }
-if ! command -v fluidsynth >/dev/null 2>&1 || ! have_soundfont || ! command -v ffmpeg >/dev/null 2>&1; then
-  APT_ARGS="install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont ffmpeg"
+if ! command -v fluidsynth >/dev/null 2>&1 || ! have_soundfont || ! command -v ffmpeg >/dev/null 2>&1 \
+    || ! command -v chromium >/dev/null 2>&1; then
+  APT_ARGS="install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont ffmpeg chromium"
   if [ "$(id -u)" = 0 ]; then SUDO=""
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"
   else SUDO="none"; fi
   if [ "$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup.sh: not installing FluidSynth and ffmpeg (needs root and apt-get); \`cadenza corpus\` and its tests need FluidSynth, the watermark benchmark's codec attacks ffmpeg:" \
+    echo "setup.sh: not installing FluidSynth, ffmpeg and Chromium (needs root and apt-get); \`cadenza corpus\` and its tests need FluidSynth, the watermark benchmark's codec attacks ffmpeg, the docs render test Chromium (or CADENZA_SKIP_BROWSER=1):" \
       "sudo apt-get $APT_ARGS" >&2
   else  # a fresh machine may have no package lists yet: update once and retry
     export DEBIAN_FRONTEND=noninteractive

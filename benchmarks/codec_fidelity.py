@@ -265,9 +265,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['label']} | " + " | ".join(f"{100 * row['label_accuracy'][n]:.0f}%" for n in names)
                      + " |")
     lines += ["", f"Chosen: **{result['chosen']}** - {result['choice_rule']}", "",
-              f"Instrument: {result['instrument_note']}.", "",
-              "Spectrograms (log-mel, original then decodings): "
-              + ", ".join(f"[{p}](codec_fidelity/{p})" for p in result["spectrograms"]) + ".", ""]
+              f"Instrument: {result['instrument_note']}.", ""]
+    if result["spectrograms"]:  # inline images, so the page shows them where it is read
+        lines += ["Spectrograms (log-mel, original then decodings):", ""]
+        for p in result["spectrograms"]:
+            lines += [f"![Log-mel spectrograms of test clip {p.removesuffix('.png')}: the original, then each "
+                      f"variant's decoding](codec_fidelity/{p})", ""]
     return "\n".join(lines)
 
 

@@ -61,7 +61,12 @@ Factory = Callable[[Any, BuildContext], Any]
 
 @attrs.frozen
 class ComponentEntry:
-    """One registered component: enough to list it, validate params, and build it later."""
+    """One registered component: enough to list it, validate params, and build it later.
+
+    ``needs_weights`` is False for a component with nothing learned or fitted (signal
+    processing, a sampling rule): its ``weights: random`` is not "untrained", so it is never
+    reported as such (:meth:`cadenza.core.engine.cascade.Cascade.random_components`).
+    """
 
     name: str
     kind: str
@@ -69,6 +74,7 @@ class ComponentEntry:
     config: type = NoConfig
     description: str = ""
     default_weights: str = "random"
+    needs_weights: bool = True
     plugin: str = ""
     distribution: str = ""
     version: str = ""

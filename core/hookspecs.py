@@ -30,7 +30,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class Registrar(Protocol):
     """The ``register`` callback every component registration hook receives.
 
-    ``register(name, factory, *, config=NoConfig, description="", default_weights="random")``
+    ``register(name, factory, *, config=NoConfig, description="", default_weights="random", needs_weights=True)``
 
     - ``name``: the name a spec uses (unique per kind across all installed plugins).
     - ``factory``: callable ``(config, context: BuildContext) -> component``, or its
@@ -38,12 +38,14 @@ class Registrar(Protocol):
     - ``config``: an attrs class; a spec's ``params:`` are checked against its fields.
     - ``description``: one line for ``cadenza components``.
     - ``default_weights``: what ``weights:`` means when a spec leaves it out.
+    - ``needs_weights``: False for a component with nothing learned or fitted (signal
+      processing, a fixed rule); it is then never reported as random, untrained weights.
 
     ``register_pipelines`` receives ``register(name, path_to_yaml, description=...)``.
     """
 
     def __call__(self, name: str, factory: Any, *, config: type = ..., description: str = "",
-                 default_weights: str = "random") -> None: ...
+                 default_weights: str = "random", needs_weights: bool = True) -> None: ...
 
 
 @hookspec

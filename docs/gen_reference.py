@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import inspect
 import json
 import os
@@ -219,15 +220,38 @@ def _clauses(text: str) -> list[str]:
 
 
 def param_meaning(name: str, param: str, docs: dict[str, str]) -> str:
-    """What the docstrings say about a hook parameter: its own hook's first, then the others'."""
+    """What the docstrings say about a hook parameter: its own hook's first, then the others'.
+
+    A clause that opens with the parameter's own name ("``stage`` is the stage's spec", "``request``
+    its ``StageRequest``") loses it, since the table's first column already names it.
+    """
     mentions = (f"``{param}``", f"``{param}(")
     own = [c for c in _clauses(docs[name]) if any(m in c for m in mentions)]
-    if own:
-        return own[0]
-    if param == "register":
-        return "the callback described above"
     other = [c for d in docs.values() for c in _clauses(d) if any(m in c for m in mentions)]
-    return other[0] if other else ""
+    if not own and param == "register":
+        return "the callback described above"
+    found = (own or other or [""])[0]
+    return re.sub(rf"^``{re.escape(param)}``\s+(?:is\s+)?(?=\S)", "", found)
+
+
+def table_cell(text: str) -> str:
+    """Markdown text made safe as one table cell, for mkdocs (Python-Markdown) and GitHub alike.
+
+    A newline would end the row, so whitespace runs become one space. A ``|`` outside code is
+    escaped as ``\\|``. Inside a code span the two renderers disagree (GitHub needs ``\\|``,
+    Python-Markdown then shows the backslash), so a code span holding ``|`` becomes an HTML
+    ``<code>`` with ``&#124;``, which both show as ``|``.
+    """
+    out = []
+    for i, part in enumerate(re.split(r"(`+[^`]*?`+)", " ".join(text.split()))):
+        if i % 2 == 0:
+            out.append(re.sub(r"(?<!\\)\|", r"\\|", part))
+        elif "|" in part:
+            code = part.strip("`").strip()
+            out.append("<code>" + html.escape(code, quote=False).replace("|", "&#124;") + "</code>")
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 def example(name: str, func: Callable) -> str:
@@ -263,8 +287,8 @@ def render_hooks() -> str:
                     "|---|---|---|"]
             for param in inspect.signature(func, eval_str=True).parameters.values():
                 kind = inspect.formatannotation(param.annotation)
-                meaning = markdown(param_meaning(name, param.name, docs)).replace("|", "\\|")
-                out.append(f"| `{param.name}` | `{kind}` | {meaning} |")
+                meaning = markdown(param_meaning(name, param.name, docs))
+                out.append(f"| `{param.name}` | {table_cell(f'`{kind}`')} | {table_cell(meaning)} |")
             out += ["", "```python", example(name, func), "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -336,9 +360,10 @@ def builtin_registry():
 
 
 def type_name(tp: object) -> str:
+    """A parameter's type as written in Python; a ``Literal`` as its values, ``'a' | 'b'``."""
     if typing.get_origin(tp) is typing.Literal:
-        return " \\| ".join(repr(a) for a in typing.get_args(tp))
-    return inspect.formatannotation(tp).replace("|", "\\|")
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return inspect.formatannotation(tp)
 
 
 def config_rows(config: type) -> list[tuple[str, str, str]]:
@@ -379,7 +404,7 @@ def render_params() -> str:
             rows = config_rows(entry.config)
             if rows:
                 out += ["| param | type | default |", "|---|---|---|"]
-                out += [f"| `{n}` | {t} | `{d}` |" for n, t, d in rows]
+                out += [f"| `{n}` | {table_cell(t)} | {table_cell(f'`{d}`')} |" for n, t, d in rows]
             else:
                 out.append("No parameters.")
             out.append("")

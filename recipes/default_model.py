@@ -86,6 +86,9 @@ SCALES = {
     },
 }
 STAGES = ("semantic", "coarse", "fine")
+# output loudness: -14 LUFS for a clip at the generated clips' middle level (-22 LUFS: measured soft prompts
+# came out near -41, loud ones near -19 with clipped peaks), keeping half of each clip's distance from it
+DEFAULT_LEVELS = {"loudness": -14.0, "loudness_keep": 0.5, "loudness_reference": -22.0}
 BEAT_SCALE = 12.0  # output.beat: the beat grid's logit scale (8 and 12 held the tempo alike; 6 was too weak)
 STEP_NAMES = ("corpus", "codec", "semantic-kmeans", "prepare-acoustic", "train-fine", "mulan", "prepare",
               "train-semantic", "train-coarse", "export", "eval", "eval-random", "report")
@@ -133,14 +136,15 @@ def pipeline_spec(scale: dict, weights: dict[str, str]) -> dict:
                                   "reads": [f"acoustic[0:{coarse}]"], "writes": f"acoustic[{coarse}:{codec['num_codebooks']}]",
                                   "conditioning": "none", "sampler": sampler}),
         ],
-        # no peak normalisation: it would make every clip equally loud, undoing "soft" and "loud"
-        # (the codec decodes the level it learned; output is still clipped to [-1, 1])
+        # the loudness stage brings clips to about -14 LUFS but keeps half of each one's distance from
+        # the middle level of what the stages make: full normalisation would make every clip equally
+        # loud, undoing "soft" and "loud" (docs/generation.md, "Levels")
         # generated window by window near the stages' crop length: past it a stage meets positions it never
         # saw and its music stills (10 s in one pass from 2 s crops: movement 0.29 -> 0.18 by the last
         # quarter; 2.5 s windows continuing the last 0.5 s: flat, like the corpus). Windows that short
         # carry no tempo, so pieces past 10 s keep the tempo of their first 10 s with the beat grid
         # (180 s: tempo class agreement 67% -> 89%; clips of 10 s or less are unchanged)
-        "output": {"seconds": 10.0, "peak_dbfs": None, **generation_window(scale["stage_train"]["seconds"]),
+        "output": {"seconds": 10.0, **DEFAULT_LEVELS, **generation_window(scale["stage_train"]["seconds"]),
                    "beat": BEAT_SCALE},
     }
 

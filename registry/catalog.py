@@ -157,16 +157,27 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
+def _check_needs_weights(kind: str, name: str, needs_weights: Any, default_weights: str) -> None:
+    """A component that needs no weights has none to default to: its only default is ``random`` (nothing to load)."""
+    if not isinstance(needs_weights, bool):
+        raise ValueError(f"{kind} {name!r}: needs_weights must be True or False, got {needs_weights!r}")
+    if not needs_weights and default_weights != "random":
+        raise ValueError(f"{kind} {name!r}: needs_weights=False but default_weights={default_weights!r}; "
+                         "a component without weights leaves default_weights at 'random'")
+
+
 def _component_registrar(kind: str, record: PluginRecord, out: list[ComponentEntry]) -> Callable[..., None]:
     def register(name: str, factory: Callable[..., Any] | str, *, config: type = NoConfig,
-                 description: str = "", default_weights: str = "random") -> None:
+                 description: str = "", default_weights: str = "random", needs_weights: bool = True) -> None:
         _check_name(name, kind)
         if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
             raise ValueError(f"{kind} {name!r}: factory must be callable or a 'module:attr' string")
         if not attrs.has(config):
             raise ValueError(f"{kind} {name!r}: config must be an attrs class, got {config!r}")
+        _check_needs_weights(kind, name, needs_weights, default_weights)
         out.append(ComponentEntry(name=name, kind=kind, factory=factory, config=config,
                                   description=description, default_weights=default_weights,
+                                  needs_weights=needs_weights,
                                   plugin=record.name, distribution=record.distribution, version=record.version))
 
     return register

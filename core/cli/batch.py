@@ -188,12 +188,12 @@ def _run_batch(args: argparse.Namespace, out_dir: Path, started: float) -> int:
     todo = [j for j in jobs if j not in skipped]
     done, bad = 0, len(problems)
     if todo:
-        from cadenza.core.cli.generation_io import check_long_form
+        from cadenza.core.cli.generation_io import check_long_form, with_loudness
         from cadenza.core.spec.validate import load_pipeline
         from cadenza.registry import get_registry
 
         registry = get_registry()
-        pipeline = load_pipeline(args.pipeline, registry)
+        pipeline = with_loudness(load_pipeline(args.pipeline, registry), args.loudness)
         check_long_form(args.window, args.overlap, pipeline.spec.output)
         todo, prime_problems = _check_primes(todo, pipeline.spec.output.seconds, path)
         for problem in prime_problems:
@@ -280,7 +280,8 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
     from tqdm import tqdm
 
     from cadenza.core.engine.cascade import Cascade
-    from cadenza.core.cli.generation_io import build_sidecar, check_prime_length, load_prime, write_outputs
+    from cadenza.core.cli.generation_io import check_prime_length, load_prime
+    from cadenza.core.engine.outputs import build_sidecar, write_outputs
 
     cascade = Cascade(pipeline, registry, device=args.device)
     random_slots = cascade.random_components()
@@ -342,9 +343,8 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                 if report is not None:
                     extra["rerank"] = {"seed": job.seed, **report[row]}
                 write_outputs(audio_path, generation.audio[row].numpy(), generation.sample_rate,
-                              build_sidecar(cascade, generation, args.pipeline, audio_path,
-                                            row=row, prime_file=None if job.prime is None else str(job.prime),
-                                            extra=extra),
+                              build_sidecar(generation, audio_path, row=row, pipeline=args.pipeline,
+                                            prime_file=None if job.prime is None else str(job.prime), extra=extra),
                               plot_title=job.prompt if args.plot else None)
                 done += 1
             bar.update(len(chunk))

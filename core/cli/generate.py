@@ -13,10 +13,11 @@ import argparse
 import sys
 
 from cadenza.core.cli.batch import run_batch
-from cadenza.core.cli.generation_io import (build_sidecar, check_long_form, check_melody_args, check_output,
-                                           check_prime_length, load_prime, melody_problem, prime_duration,
-                                           sidecar_path, write_outputs)
+from cadenza.core.cli.generation_io import (check_long_form, check_melody_args, check_prime_length, load_prime,
+                                           melody_problem, prime_duration, with_loudness)
+from cadenza.core.engine.outputs import build_sidecar, check_output, sidecar_path, write_outputs
 from cadenza.core.engine.limits import check_seconds, check_seed
+from cadenza.core.engine.progress import progress_display
 from cadenza.core.errors import InputError
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     output = check_output(args.output or "out.wav")
     prime_seconds = prime_duration(args.prime) if args.prime is not None else None  # header only
     registry = get_registry()
-    pipeline = load_pipeline(args.pipeline, registry)
+    pipeline = with_loudness(load_pipeline(args.pipeline, registry), args.loudness)
     seconds = pipeline.spec.output.seconds if args.seconds is None else args.seconds
     check_long_form(args.window, args.overlap, pipeline.spec.output)
     melody = None
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if random_slots and not args.quiet:
         print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
-    progress = None if args.quiet else _progress_bars
+    progress = None if args.quiet else progress_display()
 
     def generate(seeds):
         return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         generation = generate(args.seed)
     write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
-                  build_sidecar(cascade, generation, args.pipeline, output, prime_file=args.prime, extra=extra),
+                  build_sidecar(generation, output, pipeline=args.pipeline, prime_file=args.prime, extra=extra),
                   plot_title=args.prompt if args.plot else None)
     if not args.quiet:
         length = generation.audio.shape[-1] / generation.sample_rate
@@ -93,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
                   f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
                   file=sys.stderr)
         if generation.beats:
-            pulse = generation.beats[0]
-            source = "as asked" if pulse["from"] == "given" else "the tempo of the opening"
-            print(f"note: held the beat at {pulse['bpm']:g} BPM ({source})", file=sys.stderr)
+            print(f"note: {_beat_note(generation.beats[0])}", file=sys.stderr)
         if melody is not None:
             print(f"note: followed the melody of {args.melody} ({len(melody.notes)} notes, {melody.seconds:g} s, "
                   f"melody source {melody.source})", file=sys.stderr)
@@ -103,14 +102,22 @@ def run(args: argparse.Namespace) -> int:
             chosen = extra["rerank"]["candidates"][extra["rerank"]["chosen"]]
             print(f"note: kept candidate {extra['rerank']['chosen'] + 1} of {args.rerank} (seed {chosen['seed']}, "
                   f"{args.rerank_metric} {chosen['score']})", file=sys.stderr)
-        if generation.windows:
+        if generation.windows and (args.window is not None or generation.seconds > pipeline.spec.output.seconds):
             print(f"note: long-form generation in {len(generation.windows)} windows of {generation.window:g} s "
                   f"overlapping by {generation.overlap:g} s", file=sys.stderr)
     return 0
 
 
-def _progress_bars(stage: str, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"stage {stage}", unit="tok", file=sys.stderr, leave=False,
-                dynamic_ncols=True, disable=None)  # None: no bars when stderr is not a terminal
+def _beat_note(pulse: dict) -> str:
+    """The grid's tempo and where it came from, then what the decoded audio measures (the
+    sidecar's ``beat.heard``), so the tempo asked for is never mistaken for the tempo heard."""
+    source = "as asked" if pulse["from"] == "given" else "the tempo of the opening"
+    heard = pulse.get("heard") or {}
+    if heard.get("bpm") is None:
+        return f"beat grid at {pulse['bpm']:g} BPM ({source}); the audio has no onsets to measure"
+    ratio = {"same": "the grid's tempo", "half": "half the grid's", "double": "twice the grid's",
+             "two thirds": "two thirds of the grid's", "three halves": "1.5 times the grid's"}.get(
+        heard["relation"], "no simple ratio of the grid's")
+    share = "none" if heard["on_beat"] is None else f"{heard['on_beat']:.0%}"
+    return (f"beat grid at {pulse['bpm']:g} BPM ({source}); measured in the audio: {heard['bpm']:g} BPM "
+            f"({ratio}), {share} of its onsets on the grid's beats")

@@ -1,5 +1,6 @@
-"""What single-prompt and batch generation share: argument checks, reading a prime, and writing
-the audio, its JSON sidecar and the optional spectrogram.
+"""What single-prompt and batch generation share: argument checks, reading a prime, and the
+``--loudness`` override (writing the files is :mod:`cadenza.core.engine.outputs`, shared with
+``Generation.save``).
 
 Its own module so that :mod:`cadenza.core.cli.generate` (one prompt) and
 :mod:`cadenza.core.cli.batch` (``--prompts FILE``) both import it and neither imports the other
@@ -9,116 +10,29 @@ the wrong way round.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
-import json
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from cadenza.core.errors import InputError
-from cadenza.core.files.user_text import check_regular_file, describe_os_error
-
-AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+from cadenza.core.files.user_text import check_regular_file
 
 
-def sidecar_path(output: Path) -> Path:
-    return output.with_suffix(".json")
-
-
-def check_output(path: str) -> Path:
-    """Fail before any model runs when the output cannot be written."""
-    output = Path(path)
-    if output.suffix.lower() not in AUDIO_FORMATS:
-        raise InputError(f"{output}: unsupported audio format {output.suffix or '(none)'!r}; "
-                         f"use one of {', '.join(AUDIO_FORMATS)}")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; give a file name such as {output / 'out.wav'}")
-    if output.parent.exists() and not output.parent.is_dir():
-        raise InputError(f"{output.parent}: is not a folder")
-    return output
-
-
-def write_outputs(output: Path, audio, sample_rate: int, sidecar: dict, plot_title: str | None = None) -> None:
-    """Write the audio, its sidecar and (with ``plot_title``, ``--plot``) a spectrogram PNG
-    atomically: all appear, or none does.
-
-    Each file is rendered in memory first, so an encoder error or a disk that fills up fails
-    before anything is replaced, and the OS error (no space, file too large, permission) is
-    the one reported, with the path: libsndfile would only say "System error".
-    """
-    import io
-
-    import soundfile
-
-    from cadenza.core.files.atomic import atomic_path
-
-    files: dict[Path, bytes] = {}
-    if plot_title is not None:
-        from cadenza.core.audio.plot import spectrogram_png
-
-        plot = output.with_suffix(".png")
-        files[plot] = spectrogram_png(audio, sample_rate, plot_title)
-        sidecar = {**sidecar, "plot": plot.name}
-    encoded = io.BytesIO()
-    soundfile.write(encoded, audio.T, sample_rate, format=AUDIO_FORMATS[output.suffix.lower()])
-    files[output] = encoded.getvalue()
-    files[sidecar_path(output)] = (json.dumps(sidecar, indent=2) + "\n").encode()
-    current = output
-    try:
-        with contextlib.ExitStack() as stack:
-            for current, data in files.items():
-                stack.enter_context(atomic_path(current)).write_bytes(data)
-    except OSError as exc:
-        raise InputError(f"{current}: cannot write: {describe_os_error(exc)}") from None
-
-
-def build_sidecar(cascade, generation, pipeline_arg: str, output: Path, row: int = 0, prime_file: str | None = None,
-                  extra: dict | None = None) -> dict:
-    """How row ``row`` of ``generation`` was made: prompt, seed, spec, components, prime, windows."""
-    from importlib.metadata import version
-
-    from cadenza.core.spec.schema import spec_to_dict
-
-    pipeline = cascade.pipeline
-    sidecar = {
-        "prompt": generation.prompts[row],
-        "seed": generation.row_seeds[row],
-        "seconds": generation.seconds,
-        "sample_rate": generation.sample_rate,
-        "audio": output.name,
-        "pipeline": pipeline_arg,
-        "spec_file": str(pipeline.spec.source) if pipeline.spec.source else None,
-        "spec": spec_to_dict(pipeline.spec),
-        "components": [c.provenance() for c in pipeline.components()],
-        "random_weights": cascade.random_components(),
-        "watermark": generation.watermark,
-        "stage_seconds": {k: round(v, 4) for k, v in generation.stage_seconds.items()},
-        "cadenza_version": version("cadenza"),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if prime_file is not None:
-        sidecar["prime"] = {
-            "file": prime_file,
-            "seconds": round(generation.prime_seconds, 6),
-            "in_audio": not generation.only_new,
-            "note": ("the audio holds only what follows the prime" if generation.only_new else
-                     "the audio starts with the prime as decoded from its codec tokens, not its original samples"),
-        }
-    if generation.windows:
-        sidecar["long_form"] = {"window": generation.window, "overlap": generation.overlap,
-                                "windows": [dict(w) for w in generation.windows]}
-    if generation.hold is not None:
-        sidecar["hold"] = generation.hold
-    if generation.beats:
-        sidecar["beat"] = {"strength": generation.beat, **generation.beats[row]}
-    if generation.melody:
-        strength = generation.melody_strength
-        sidecar["melody"] = {**generation.melody[row], "mode": "forced" if strength is None else "guided",
-                             "strength": strength}
-    if len(generation.prompts) > 1:
-        sidecar["batch"] = {"size": len(generation.prompts), "row": row}
-    sidecar.update(extra or {})
-    return sidecar
+def with_loudness(pipeline: Any, loudness: float | str | None) -> Any:
+    """``pipeline`` with ``--loudness`` in its spec's output stage: a LUFS target (keeping the
+    spec's other level settings; a peak-normalising spec switches to loudness), ``"none"`` for
+    no output stage at all (no gain, no limiter: the level the model made, clipped to [-1, 1]),
+    None to keep the spec's."""
+    if loudness is None:
+        return pipeline
+    output = pipeline.spec.output
+    if loudness == "none":
+        output = attrs.evolve(output, peak_dbfs=None, loudness=None, true_peak=None)
+    else:
+        true_peak = -1.0 if output.peak_dbfs is not None and output.true_peak is None else output.true_peak
+        output = attrs.evolve(output, peak_dbfs=None, loudness=float(loudness), true_peak=true_peak)
+    return attrs.evolve(pipeline, spec=attrs.evolve(pipeline.spec, output=output))
 
 
 def check_long_form(window: float | None, overlap: float | None, output: Any = None,

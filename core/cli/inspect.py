@@ -60,12 +60,16 @@ def run_components(args: argparse.Namespace) -> int:
     entries = _registry().entries(args.kind)
     data = [{"name": e.name, "kind": e.kind, "plugin": e.plugin, "distribution": e.distribution,
              "version": e.version, "description": e.description,
-             "params": _params(e.config), "default_weights": e.default_weights} for e in entries]
+             "params": _params(e.config), "default_weights": e.default_weights,
+             "needs_weights": e.needs_weights} for e in entries]
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print(_table([[d["kind"], d["name"], d["plugin"], d["description"]] for d in data],
-                 ["KIND", "NAME", "PLUGIN", "DESCRIPTION"]))
+    # WEIGHTS: what `weights:` defaults to; `none` for a component with nothing learned or
+    # fitted, whose `random` default is not "untrained".
+    print(_table([[d["kind"], d["name"], d["plugin"], d["default_weights"] if d["needs_weights"] else "none",
+                   d["description"]] for d in data],
+                 ["KIND", "NAME", "PLUGIN", "WEIGHTS", "DESCRIPTION"]))
     return 0
 
 

@@ -93,6 +93,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def loudness_value(text: str) -> float | str:
+    """argparse type of --loudness: a LUFS target from -70 to 0, or ``none`` (no output stage)."""
+    if text.strip().lower() in ("none", "off"):
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a loudness in LUFS (e.g. -14) or none, got {text!r}") from None
+    if not -70 <= value <= 0:
+        raise argparse.ArgumentTypeError(f"must be from -70 to 0 LUFS, got {text}")
+    return value
+
+
 def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cadenza",
@@ -154,6 +167,10 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
     gen.add_argument("--no-watermark", dest="watermark", action="store_false",
                      help="write the audio without the spec's watermark (by default every file is marked as generated; "
                      "`cadenza detect` finds the mark)")
+    gen.add_argument("--loudness", type=loudness_value, default=None, metavar="LUFS",
+                     help="bring each clip to this integrated loudness (ITU-R BS.1770), then hold true peaks under "
+                     "the spec's ceiling; none: write the level the model made, only clipped (default: the spec's "
+                     "output.loudness, -14 unless it says otherwise)")
     gen.add_argument("--plot", action="store_true",
                      help="also write a PNG spectrogram beside each audio file (same stem, .png)")
     gen.add_argument("--device", default="cpu", help="torch device (default: cpu)")

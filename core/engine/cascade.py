@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
+from cadenza.core.audio.loudness import LevelSettings, finish_levels, level_gain
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import InputError
 from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
@@ -33,9 +35,11 @@ from cadenza.core.prompts import check_prompts
 from cadenza.core.engine.watermarking import describe as describe_mark
 from cadenza.core.engine.watermarking import mark_batch, pipeline_payload
 from cadenza.core.engine.limits import check_seconds, check_seed, is_seed
+from cadenza.core.engine.outputs import build_sidecar, check_output, write_outputs
+from cadenza.core.engine.progress import Progress, planned_steps
+from cadenza.core.spec.schema import spec_to_dict
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 
-ProgressFactory = Callable[[str, int], Any]  # (stage name, total tokens) -> object with update(n), close()
 
 
 @attrs.frozen
@@ -58,8 +62,21 @@ class Generation:
     melody_strength: float | None = None  # None: forced; else the guidance logit bonus
     hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
     beat: float | None = None  # beat-grid logit scale it ran with; None: no grid applied
-    beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe()); () for none
+    beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe(), "heard": in the audio); () for none
     watermark: dict[str, Any] | None = None  # the mark in the audio (name, key_id, payload); None: unmarked
+    levels: tuple[dict[str, Any], ...] = ()  # per row: the output stage's loudness, gain and limiter figures
+    provenance: dict[str, Any] = attrs.field(factory=dict)  # pipeline, spec, components: what the sidecar records
+
+    def save(self, path: str | Path, row: int = 0, plot: bool = False) -> Path:
+        """Write clip ``row`` to ``path`` (.wav, .flac or .ogg) with its JSON sidecar beside it
+        (same stem, .json), and with ``plot`` a spectrogram PNG too; all atomically. Returns the
+        audio file's path. The sidecar is the one ``cadenza generate`` writes."""
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.prompts):
+            raise InputError(f"row must be an index from 0 to {len(self.prompts) - 1}, got {row!r}")
+        output = check_output(path)
+        write_outputs(output, self.audio[row].numpy(), self.sample_rate, build_sidecar(self, output, row),
+                      plot_title=self.prompts[row] if plot else None)
+        return output
 
     @property
     def row_seeds(self) -> tuple[int, ...]:
@@ -122,9 +139,17 @@ class Cascade:
     def sample_rate(self) -> int:
         return self.pipeline.tokenizer.info.sample_rate
 
+    def provenance(self) -> dict[str, Any]:
+        """What a generation's sidecar says made it: the pipeline, its spec and its components."""
+        spec = self.pipeline.spec
+        return {"pipeline": spec.name, "spec_file": str(spec.source) if spec.source else None,
+                "spec": spec_to_dict(spec), "components": [c.provenance() for c in self.pipeline.components()],
+                "random_weights": self.random_components()}
+
     def random_components(self) -> list[str]:
-        """Slots whose weights are random (untrained): their output is not music."""
-        return [c.slot for c in self.pipeline.components() if c.weights is not None and c.weights.is_random]
+        """Slots whose weights are random (untrained): their output is not music. Components
+        that need no weights are left out (:meth:`cadenza.core.spec.validate.ResolvedPipeline.random_components`)."""
+        return self.pipeline.random_components()
 
     @property
     def default_window(self) -> float:
@@ -133,11 +158,15 @@ class Cascade:
         return default_window(output.seconds, output.window)
 
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
-                 progress: ProgressFactory | None = None, *, prime: Any = None, prime_rate: int | None = None,
+                 progress: Progress | None = None, *, prime: Any = None, prime_rate: int | None = None,
                  only_new: bool = False, window: float | None = None, overlap: float | None = None,
                  melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
                  beat: float | None = None, bpm: float | None = None, watermark: bool = True) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
+
+        ``progress`` (:class:`cadenza.core.engine.progress.Progress`) hears of every token
+        sampled, out of a total counted before the first; :func:`~cadenza.core.engine.progress.progress_display`
+        gives a bar on a terminal and plain lines elsewhere.
 
         The audio returned carries the spec's watermark (``output.watermark``, the built-in by
         default; :mod:`cadenza.core.engine.watermarking`) unless ``watermark`` is False.
@@ -150,7 +179,7 @@ class Cascade:
         tokenizer (and semantic tokenizer) and its tokens are the written prefix of every
         stage; ``seconds`` is the total length, prime included. The audio starts with the prime
         *as decoded from its codes* (not its original samples), or with ``only_new`` holds only
-        what follows it. Output with a prime is not peak-normalised: the prime sets the level.
+        what follows it. Output with a prime gets no loudness gain: the prime sets the level.
 
         ``seconds`` longer than ``window`` (default :attr:`default_window`) is generated window
         by window, each continuing the last ``overlap`` seconds of the one before at token level:
@@ -181,7 +210,7 @@ class Cascade:
         """
         import torch
 
-        from cadenza.core.steering.beat_grid import OPENING, token_onsets
+        from cadenza.core.steering.beat_grid import OPENING, hear_beats, token_onsets
         from cadenza.core.steering.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
         from cadenza.core.steering.piece_memory import check_strength as check_hold
 
@@ -200,7 +229,7 @@ class Cascade:
         beat, bpm = self._check_beat(beat, bpm)
         onsets = token_onsets(self.semantic_tokenizer if "semantic" in self.frame_rates else None,
                               self.pipeline.spec.name).to(self.device) if beat else None
-        beats = None  # per row, once the piece has a tempo to keep
+        beats, grid_from = None, 0.0  # per row, once the piece has a tempo to keep; from when (s)
         with torch.inference_mode():
             history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
             prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
@@ -221,6 +250,8 @@ class Cascade:
                     guide = guidance_bias(self.semantic_tokenizer, sem_info, melodies, seconds, strength, vocab)
             conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
             timings: dict[str, float] = {}
+            if progress is not None:
+                progress.begin(self._planned_steps(plan, history))
             held = None  # (opening frames, conditioning mixed with the opening's sound) under hold
             for win in plan:
                 context, frames, begins = {}, {}, {}
@@ -242,7 +273,7 @@ class Cascade:
                                                                                             conditioning, window))
                         window_conditioning = held[1]
                 if beat and beats is None and (bpm is not None or win.new >= OPENING - 1e-9):
-                    beats = self._piece_beats(history, win.new, bpm, batch, onsets)
+                    beats, grid_from = self._piece_beats(history, win.new, bpm, batch, onsets), win.new
                 label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
                 new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
                                        guide=guide, begins=begins, memory=memory, hold=hold,
@@ -255,13 +286,19 @@ class Cascade:
             audio = decode_chunked(self.tokenizer, history["acoustic"], rate, self.sample_rate, chunk,
                                    frames_before(DECODE_MARGIN, rate))
             timings["decode"] = time.perf_counter() - start
+            if progress is not None:
+                progress.stage_done("decode", timings["decode"])
+                progress.end()
+        heard = hear_beats(self.semantic_tokenizer, self.pipeline.semantic_tokenizer.info.sample_rate, audio,
+                           self.sample_rate, onsets, self.frame_rates["semantic"], beats, grid_from) if beats else []
         begin = round(prime_seconds * self.sample_rate) if only_new else 0
-        audio = self._finish(audio, seconds, begin=begin, normalize=prime is None)
+        audio, levels = self._level(audio, seconds, begin=begin, primed=prime is not None)
         mark = None
         if watermark and self.watermark is not None:
             payload = pipeline_payload(self.pipeline.spec.name)
             audio = mark_batch(self.watermark, audio, self.sample_rate, payload)
             mark = describe_mark(self.pipeline.watermark.entry.name, self.watermark, payload)
+        audio, levels = self._limit(audio, levels)
         return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
                           history, timings, prime_seconds=prime_seconds, only_new=only_new,
                           windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
@@ -270,8 +307,9 @@ class Cascade:
                           melody_strength=strength if melodies else None,
                           hold=hold if len(plan) > 1 or prime is not None else None,
                           beat=beat if beats else None,
-                          beats=tuple(b.describe(self.frame_rates["semantic"]) for b in beats) if beats else (),
-                          watermark=mark)
+                          beats=tuple({**b.describe(self.frame_rates["semantic"]), "heard": h}
+                                      for b, h in zip(beats, heard)) if beats else (),
+                          watermark=mark, levels=levels, provenance=self.provenance())
 
     def _check_beat(self, beat: float | None, bpm: float | None) -> tuple[float | None, float | None]:
         """``(strength, bpm)`` of a run: ``beat`` (None: the spec's ``output.beat``) checked, and
@@ -380,7 +418,7 @@ class Cascade:
         return tokens
 
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
-                    window: int, progress: ProgressFactory | None, label: Callable[[str], str],
+                    window: int, progress: Progress | None, label: Callable[[str], str],
                     timings: dict[str, float], guide: Any = None, begins: dict | None = None,
                     memory: Any = None, hold: float | None = None, grid: Any = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
@@ -417,7 +455,8 @@ class Cascade:
                 generator = torch.Generator(device=self.device).manual_seed(_stage_seed(seeds, index, window))
             else:
                 generator = [torch.Generator(device=self.device).manual_seed(_stage_seed(s, index, window)) for s in seeds]
-            bar = progress(label(name), count * writes.num_codebooks) if progress else None
+            if progress is not None:
+                progress.stage(label(name), count * writes.num_codebooks)
             self.registry.hook.before_stage(stage=stage.spec, request=request)
             start = time.perf_counter()
             try:
@@ -431,19 +470,26 @@ class Cascade:
                     model = memory_model(model, before[:, writes.start:writes.stop], hold)
                 tokens = decode_stage(model, request, count, self.samplers[name],
                                       guidance_scale=stage.spec.guidance_scale, generator=generator,
-                                      progress=bar.update if bar else None, prefix=prefix)
+                                      progress=progress.advance if progress is not None else None, prefix=prefix)
             except BaseException as exc:
                 self.registry.hook.on_stage_error(stage=stage.spec, error=exc)
+                if progress is not None:
+                    progress.end()
                 raise
-            finally:
-                if bar:
-                    bar.close()
             elapsed = time.perf_counter() - start
+            if progress is not None:
+                progress.stage_done(label(name), elapsed)
             timings[name] = timings.get(name, 0.0) + elapsed
             self.registry.hook.after_stage(stage=stage.spec, tokens=tokens, seconds=elapsed)
             self._store(streams, writes, tokens if prefix is None else torch.cat([prefix.to(tokens.device), tokens], 2))
         return {stream: tokens[:, :, context[stream].shape[2] if stream in context else 0:]
                 for stream, tokens in streams.items()}
+
+    def _planned_steps(self, plan: Sequence[Any], history: dict[str, Any]) -> int:
+        """Tokens the stages will sample over ``plan``, given what ``history`` already holds."""
+        have = {stream: tokens.shape[2] for stream, tokens in history.items()}
+        widths = [(stage.layout.writes.stream, stage.layout.writes.num_codebooks) for stage in self.pipeline.stages]
+        return planned_steps(plan, have, self.frame_rates, widths)
 
     def _store(self, streams: dict, writes: Any, tokens: Any) -> None:
         """Put a stage's ``[B, Q, T]`` tokens at their codebook offset in their stream."""
@@ -452,13 +498,47 @@ class Cascade:
             streams[writes.stream] = tokens.new_zeros(tokens.shape[0], width, tokens.shape[2])
         streams[writes.stream][:, writes.start:writes.stop] = tokens
 
-    def _finish(self, audio: Any, seconds: float, begin: int = 0, normalize: bool = True) -> Any:
-        """Trim to samples ``begin..seconds``, then peak-normalise (unless told not to) and clip per clip."""
+    def _level(self, audio: Any, seconds: float, begin: int = 0, primed: bool = False) -> tuple[Any, list[dict]]:
+        """Trim to samples ``begin..seconds``, then each clip's level: the loudness gain of the
+        output stage (:mod:`cadenza.core.audio.loudness`), or a legacy spec's peak
+        normalisation. With a prime neither: the prime sets the level, and a continuation
+        written with ``only_new`` must still join the original file. Returns the audio and,
+        per clip, what was measured and applied."""
         import torch
 
-        audio = audio[..., begin : round(seconds * self.sample_rate)].cpu()
-        peak_dbfs = self.pipeline.spec.output.peak_dbfs
-        if peak_dbfs is not None and normalize:
-            peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-            audio = audio / peak * (10 ** (peak_dbfs / 20))
-        return torch.clamp(audio, -1.0, 1.0)
+        audio = audio[..., begin : round(seconds * self.sample_rate)].cpu().float()
+        output = self.pipeline.spec.output
+        if output.peak_dbfs is not None:
+            reports = [{"peak_dbfs": output.peak_dbfs, "gain_db": 0.0}] * audio.shape[0]
+            if not primed:
+                peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+                gains = 20 * torch.log10(10 ** (output.peak_dbfs / 20) / peak).flatten()
+                audio = audio / peak * (10 ** (output.peak_dbfs / 20))
+                reports = [{"peak_dbfs": output.peak_dbfs, "gain_db": round(float(g), 2)} for g in gains]
+            return audio, reports
+        reports, gains = [], []
+        for row in range(audio.shape[0]):
+            gain, report = level_gain(audio[row].numpy(), self.sample_rate, self.level_settings)
+            if primed and output.loudness is not None:
+                gain, report["note"] = 0.0, "continuation: the prime sets the level, no loudness gain"
+            gains.append(10 ** (gain / 20))
+            reports.append({**report, "gain_db": round(gain, 2)})
+        return audio * torch.tensor(gains, dtype=audio.dtype)[:, None, None], reports
+
+    def _limit(self, audio: Any, reports: list[dict]) -> tuple[Any, tuple[dict, ...]]:
+        """The last step of the output stage, after the watermark: the true-peak limiter and
+        clipping to [-1, 1], per clip; ``reports`` gain what they measured."""
+        import torch
+
+        rows, done = [], []
+        for row in range(audio.shape[0]):
+            limited, report = finish_levels(audio[row].numpy(), self.sample_rate, self.level_settings)
+            rows.append(torch.from_numpy(np.ascontiguousarray(limited, dtype=np.float32)))
+            done.append({**reports[row], **report})
+        return torch.stack(rows), tuple(done)
+
+    @property
+    def level_settings(self) -> LevelSettings:
+        """The spec's output-stage level settings (``output.loudness`` and its companions)."""
+        output = self.pipeline.spec.output
+        return LevelSettings(output.loudness, output.loudness_keep, output.loudness_reference, output.true_peak)

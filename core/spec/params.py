@@ -69,33 +69,105 @@ def allowed_keys(cls: type) -> list[str]:
 
 
 def structure_config(cls: type, params: Mapping[str, Any] | None) -> Any:
-    """Build ``cls`` from ``params`` or raise :class:`ParamsError` listing every problem."""
+    """Build ``cls`` from ``params`` or raise :class:`ParamsError` listing every problem.
+
+    Every problem at once: unknown keys, the known keys' types, and every field's validator (not
+    only the first that fails). A validator is not believed where it reads a field with a problem
+    of its own, so a misspelled key or a wrong type is reported once, not again by what rests on it.
+    """
     params = dict(params or {})
     if not attrs.has(cls):
         raise TypeError(f"{cls!r} is not an attrs class")
     allowed = allowed_keys(cls)
     problems: list[tuple[KeyPath, str]] = []
+    meant: set[str] = set()  # fields that an unknown key may have been meant to set
     for key in params:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             listing = ", ".join(allowed) if allowed else "none: this component takes no params"
             problems.append(((key,), f"unknown key {key!r}{hint}; allowed: {listing}"))
-    if problems:
-        raise ParamsError(problems)
+            meant.update(close)
+    known = {key: value for key, value in params.items() if key in allowed}
     hints = typing.get_type_hints(cls)
     try:
-        return converter.structure(params, cls)
+        config = converter.structure(known, cls)
     except cattrs.ClassValidationError as group:
-        for exc, name in _leaves(group):
-            name = name or (_key_in_message(str(exc), allowed) or (None,))[0]
+        leaves = list(_leaves(group))
+        if all(name is None for _, name in leaves):  # every field structured: __init__ (validators) refused
+            raise ParamsError(problems + _validator_problems(cls, known, hints, meant, leaves[0][0])) from None
+        wrong = {name for _, name in leaves}
+        for exc, name in leaves:
+            if isinstance(exc, KeyError):
+                if name not in meant:
+                    problems.append(((name,), f"missing required key {name!r}"))
+                continue
             message = str(exc) or type(exc).__name__
             if name in hints and "expected" not in message and not isinstance(exc, ValueError):
-                message = f"invalid value {params.get(name)!r}: expected {_type_name(hints[name])}"
-            problems.append(((name,) if name else (), message))
-        raise ParamsError(problems) from None
-    except (TypeError, ValueError) as exc:  # attrs validators run in __init__
-        raise ParamsError([(_key_in_message(str(exc), allowed), str(exc))]) from None
+                message = f"invalid value {known.get(name)!r}: expected {_type_name(hints[name])}"
+            problems.append(((name,) if name else _key_in_message(message, allowed), message))
+        right = {key: value for key, value in known.items() if key not in wrong}
+        raise ParamsError(problems + _validator_problems(cls, right, hints, meant | wrong)) from None
+    except (TypeError, ValueError) as exc:  # attrs validators run in __init__ (cattrs versions that do not wrap them)
+        raise ParamsError(problems + _validator_problems(cls, known, hints, meant, exc)) from None
+    if problems:
+        raise ParamsError(problems)
+    return config
+
+
+class _Reads:
+    """Stands in for a config instance while one validator runs, noting which fields it reads."""
+
+    def __init__(self, values: dict[str, Any]):
+        self._reads_values: dict[str, Any] = values
+        self._reads_seen: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are not the two above
+        self._reads_seen.add(name)  # a field without a value (a required key missing) is read too
+        if name not in self._reads_values:
+            raise AttributeError(name)
+        return self._reads_values[name]
+
+
+def _validator_problems(cls: type, known: dict[str, Any], hints: dict[str, Any], unsure: set[str],
+                        first: BaseException | None = None) -> list[tuple[KeyPath, str]]:
+    """What every field's validator says of ``known`` (structured; defaults elsewhere).
+
+    A validator that reads another field (heads dividing d_model) is not believed when that field
+    is itself refused, or is in ``unsure`` (left at its default because its key was misspelled or
+    its value of the wrong type): that is the other field's problem, reported once. Where no
+    validator refuses, ``first`` (what __init__ raised: a post-init check) is the problem, unless
+    something is unsure.
+    """
+    fallback = [] if first is None else [(_key_in_message(str(first), allowed_keys(cls)), str(first) or type(first).__name__)]
+    values: dict[str, Any] = {}
+    try:
+        for field in attrs.fields(cls):
+            if field.name in known:
+                values[field.name] = converter.structure(known[field.name], hints[field.name])
+            elif isinstance(field.default, attrs.Factory):
+                values[field.name] = (field.default.factory(_Reads(values)) if field.default.takes_self
+                                      else field.default.factory())
+            elif field.default is not attrs.NOTHING:
+                values[field.name] = field.default
+    except Exception:  # a field cattrs structures in a way of its own: what __init__ said is all there is
+        return fallback
+    refused: dict[str, tuple[str, set[str]]] = {}
+    for field in attrs.fields(cls):
+        if field.validator is None or field.name not in values:
+            continue
+        reader = _Reads(values)
+        try:
+            field.validator(reader, field, values[field.name])
+        except Exception as exc:  # a validator's complaint, whatever its type (``x % 0`` included)
+            refused[field.name] = (str(exc) or type(exc).__name__, reader._reads_seen - {field.name})
+    if not refused:  # a post-init check refused, reading who knows what: not believed beside misspelled keys
+        return [] if unsure else fallback
+    doubtful = {name for name, (_, reads) in refused.items() if name in unsure or reads & unsure}
+    believed = [((name,), message) for name, (message, reads) in refused.items()
+                if name not in doubtful and not reads & set(refused)]
+    # none believed: they rest on each other (all are reported) or on misspelled keys (none is)
+    return believed or [((name,), message) for name, (message, _) in refused.items() if name not in doubtful]
 
 
 def _leaves(group: BaseException, name: str | None = None):

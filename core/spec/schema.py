@@ -22,7 +22,10 @@ Shape::
         conditioning: prefix          # prefix | cross | none
         sampler: {name: top-k, params: {k: 50}}
         guidance_scale: 3.0           # classifier-free guidance; 1 = off
-    output: {seconds: 5.0, peak_dbfs: -1.0, hold: 0.0}   # hold: long-form piece memory, 0 = off
+    output: {seconds: 5.0, loudness: -14.0, true_peak: -1.0, hold: 0.0}   # hold: long-form piece memory, 0 = off
+    # loudness: integrated LUFS target (null: no gain), with loudness_keep (fraction of the distance
+    # from loudness_reference LUFS kept) and true_peak (the limiter's dBTP ceiling, null: clip only);
+    # or peak_dbfs instead: peak-normalise each clip, as specs before the loudness stage did
     # output may also set window / overlap (seconds): the generation window, e.g. the length the
     # stages were trained on (default: one pass up to 10 s), and how much of each window continues
     # the one before (default: half the window), and beat (a logit scale, 0 = off): long-form
@@ -48,7 +51,7 @@ COMPONENT_KEYS = ("name", "params", "weights")
 SAMPLER_KEYS = ("name", "params")
 STAGE_KEYS = ("name", "role", "model", "params", "weights", "reads", "writes",
               "conditioning", "sampler", "guidance_scale")
-OUTPUT_KEYS = ("seconds", "peak_dbfs", "hold", "window", "overlap", "beat", "watermark")
+OUTPUT_KEYS = ("seconds", "peak_dbfs", "loudness", "loudness_keep", "loudness_reference", "true_peak", "hold", "window", "overlap", "beat", "watermark")
 DEFAULT_WATERMARK = "spread-spectrum"  # the built-in watermark: every generated file says it was generated
 NO_WATERMARK = ("none", "off")
 DEFAULT_SAMPLER = "top-k"
@@ -78,7 +81,7 @@ class StageSpec:
 @attrs.frozen
 class OutputSpec:
     seconds: float = 5.0
-    peak_dbfs: float | None = -1.0  # peak-normalise to this level; None only clips to [-1, 1]
+    peak_dbfs: float | None = None  # peak-normalise to this level instead of the loudness stage; None: not
     hold: float = 0.0  # long-form piece memory: logit penalty on tokens the opening did not use; 0 = off
     window: float | None = None  # generation window, seconds; None: one pass up to 10 s (or ``seconds``)
     overlap: float | None = None  # seconds of each window continuing the last; None: half the window
@@ -87,6 +90,13 @@ class OutputSpec:
     # so a registry without the built-in runs unmarked instead of refusing the spec
     watermark: ComponentSpec | None = ComponentSpec(DEFAULT_WATERMARK)
     watermark_default: bool = True
+    # the loudness stage (cadenza.core.audio.loudness): target LUFS (None: no gain), the fraction of
+    # a clip's distance from the reference level it keeps, that reference (None: the target), and
+    # the true-peak limiter's ceiling in dBTP (None: only clip to [-1, 1])
+    loudness: float | None = -14.0
+    loudness_keep: float = 0.0
+    loudness_reference: float | None = None
+    true_peak: float | None = -1.0
 
 
 @attrs.frozen
@@ -103,6 +113,55 @@ class PipelineSpec:
     @property
     def base_dir(self) -> Path | None:
         return self.source.parent if self.source else None
+
+
+@attrs.frozen
+class StageDraft:
+    """What could be read of one stage: a :class:`StageSpec` with ``None`` where a part is missing
+    or wrong (each already a problem), so validation still checks the parts that are there."""
+
+    name: str | None
+    role: str | None
+    model: ComponentSpec | None
+    reads: tuple[StreamRef | None, ...]  # None: a reference that could not be read
+    writes: StreamRef | None
+    conditioning: str | None
+    sampler: ComponentSpec | None
+    guidance_scale: float = 1.0
+
+    def complete(self) -> StageSpec | None:
+        """The stage, when everything that defines it was read."""
+        if None in (self.name, self.role, self.model, self.writes, self.sampler):
+            return None
+        return StageSpec(self.name, self.role, self.model, tuple(r for r in self.reads if r is not None), self.writes,
+                         self.conditioning, self.sampler, self.guidance_scale)
+
+
+@attrs.frozen
+class SpecDraft:
+    """What could be read of a spec (see :func:`parse_draft`): components that could not be read
+    are ``None``, stages that are not mappings are ``None``, bad optional values are defaults."""
+
+    stages: tuple[StageDraft | None, ...]
+    tokenizer: ComponentSpec | None
+    conditioner: ComponentSpec | None = None
+    semantic_tokenizer: ComponentSpec | None = None
+    output: OutputSpec = OutputSpec()
+    name: str = ""
+    description: str = ""
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.source.parent if self.source else None
+
+    def complete(self) -> PipelineSpec | None:
+        """The spec, when its tokenizer and every stage could be read."""
+        stages = tuple(s.complete() if s is not None else None for s in self.stages)
+        if not stages or None in stages or self.tokenizer is None:
+            return None
+        return PipelineSpec(stages, self.tokenizer, self.conditioner, self.semantic_tokenizer, self.output,
+                            self.name, self.description, self.source)
 
 
 def _is_number(value: Any) -> bool:
@@ -150,21 +209,24 @@ def _component(node: Any, path: KeyPath, problems: Problems, keys: tuple[str, ..
     return ComponentSpec(name.strip(), dict(params), weights) if ok else None
 
 
-def _streams(node: Any, path: KeyPath, problems: Problems) -> tuple[StreamRef, ...]:
+def _streams(node: Any, path: KeyPath, problems: Problems) -> tuple[StreamRef | None, ...]:
+    """The references in ``node``; None in place of each that could not be read, so every other
+    keeps its index (and a later problem with it points at its own line)."""
     items = [node] if isinstance(node, str) else node
     if not isinstance(items, list):
         problems.append((path, f"expected a stream or a list of streams, got {node!r}"))
         return ()
-    refs = []
+    refs: list[StreamRef | None] = []
     for i, item in enumerate(items):
         try:
             refs.append(StreamRef.parse(item))
         except ValueError as exc:
             problems.append((path + ((i,) if isinstance(node, list) else ()), str(exc)))
+            refs.append(None)
     return tuple(refs)
 
 
-def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
+def _stage(node: Any, index: int, problems: Problems) -> StageDraft | None:
     path: KeyPath = ("stages", index)
     if not isinstance(node, dict):
         problems.append((path, f"a stage must be a mapping, got {node!r}"))
@@ -178,7 +240,7 @@ def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
     if "role" in node and role not in ROLES:
         problems.append((path + ("role",), f"unknown role {role!r}; allowed: {', '.join(ROLES)}"))
     name = node.get("name", role)
-    if not isinstance(name, str) or not name:
+    if "name" in node and (not isinstance(name, str) or not name):  # a missing or bad role is its own problem
         problems.append((path + ("name",), f"stage name must be a non-empty string, got {name!r}"))
     model = None
     if "model" in node:
@@ -204,12 +266,11 @@ def _stage(node: Any, index: int, problems: Problems) -> StageSpec | None:
     if problem is not None:
         problems.append((path + ("guidance_scale",), problem))
         scale = 1.0
-    # Problems in optional keys were recorded above with a default put in their place, so the
-    # rest of the spec still gets checked; a stage missing what defines it cannot be.
-    if model is None or sampler is None or len(writes) != 1 or role not in ROLES or not isinstance(name, str) or not name:
-        return None
-    return StageSpec(name=name, role=role, model=model, reads=reads, writes=writes[0],
-                     conditioning=conditioning, sampler=sampler, guidance_scale=float(scale))
+    # Problems in optional keys were recorded above with a default put in their place; a part
+    # that defines the stage and could not be read is None, so the rest of it still gets checked.
+    return StageDraft(name=name if isinstance(name, str) and name else None, role=role if role in ROLES else None,
+                      model=model, reads=reads, writes=writes[0] if len(writes) == 1 else None,
+                      conditioning=conditioning, sampler=sampler, guidance_scale=float(scale))
 
 
 def _logit_scale(node: dict, key: str, problems: Problems) -> float:
@@ -231,7 +292,7 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
         problems.append((("output",), f"output must be a mapping, got {node!r}"))
         return OutputSpec()
     _unknown_keys(node, OUTPUT_KEYS, ("output",), problems)
-    seconds, peak = node.get("seconds", 5.0), node.get("peak_dbfs", -1.0)
+    seconds, peak = node.get("seconds", 5.0), node.get("peak_dbfs")
     problem = _too_large("seconds", seconds, MAX_SECONDS, " s")
     if problem is None and (not _is_number(seconds) or not 0 < seconds < float("inf")):
         problem = f"seconds must be a positive number, got {seconds!r}"
@@ -241,6 +302,7 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     if peak is not None and (not _is_number(peak) or not -200 <= peak <= 0):
         problems.append((("output", "peak_dbfs"), f"peak_dbfs must be a number from -200 to 0 or null, got {peak!r}"))
         peak = -1.0
+    levels = _levels(node, peak is not None, problems)
     hold, beat = _logit_scale(node, "hold", problems), _logit_scale(node, "beat", problems)
     window, overlap = node.get("window"), node.get("overlap")
     problem = _too_large("window", window, MAX_SECONDS, " s")
@@ -262,7 +324,38 @@ def _output(node: Any, problems: Problems) -> OutputSpec:
     watermark, named = _watermark(node, problems)
     return OutputSpec(float(seconds), None if peak is None else float(peak), hold,
                       None if window is None else float(window), None if overlap is None else float(overlap), beat,
-                      watermark, not named)
+                      watermark, not named, **levels)
+
+
+# Ranges of the level keys: (lowest, highest, unit). Integrated loudness stops at BS.1770's -70 LUFS gate.
+LEVEL_RANGES = {"loudness": (-70.0, 0.0, "LUFS"), "loudness_reference": (-70.0, 0.0, "LUFS"),
+                "loudness_keep": (0.0, 1.0, ""), "true_peak": (-60.0, 0.0, "dBTP")}
+
+
+def _levels(node: dict, peak_normalised: bool, problems: Problems) -> dict[str, Any]:
+    """The loudness keys of ``output``. A spec that peak-normalises (``peak_dbfs``) keeps the
+    output stage it had before loudness existed: no loudness gain and no limiter unless it asks
+    (a loudness target beside ``peak_dbfs`` is refused: the two would fight over the level)."""
+    defaults = {"loudness": None if peak_normalised else -14.0, "loudness_keep": 0.0,
+                "loudness_reference": None, "true_peak": None if peak_normalised else -1.0}
+    levels = {}
+    for key, default in defaults.items():
+        value = node.get(key, default)
+        low, high, unit = LEVEL_RANGES[key]
+        nullable = key != "loudness_keep"
+        if value is None and nullable:
+            levels[key] = None
+        elif not _is_number(value) or not low <= value <= high:
+            problems.append((("output", key), f"{key} must be a number from {low:g} to {high:g}{' ' + unit if unit else ''}"
+                             f"{' or null' if nullable else ''}, got {value!r}"))
+            levels[key] = default
+        else:
+            levels[key] = float(value)
+    if peak_normalised and levels["loudness"] is not None:
+        problems.append((("output", "loudness"), "give loudness or peak_dbfs, not both: peak normalisation and a "
+                         "loudness target would fight over the level (set peak_dbfs: null)"))
+        levels["loudness"] = None
+    return levels
 
 
 def _watermark(node: dict, problems: Problems) -> tuple[ComponentSpec | None, bool]:
@@ -282,6 +375,13 @@ def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | No
     The spec is returned (with defaults in place of bad optional values) whenever its
     components and stages could be read, so the caller can go on to find more problems.
     """
+    draft, problems = parse_draft(tree, source)
+    return (draft.complete() if draft is not None else None), problems
+
+
+def parse_draft(tree: Any, source: Path | None = None) -> tuple[SpecDraft | None, Problems]:
+    """What could be read of loaded YAML, and every shape problem: validation checks the parts
+    that were read even when others were not (None only when the YAML is not a mapping)."""
     problems: Problems = []
     if not isinstance(tree, dict):
         return None, [((), "a pipeline spec must be a mapping with at least 'tokenizer' and 'stages'")]
@@ -298,20 +398,18 @@ def parse_spec(tree: Any, source: Path | None = None) -> tuple[PipelineSpec | No
         problems.append((("stages",) if "stages" in tree else (), "'stages' must be a non-empty list of stages"))
     else:
         stages = [_stage(node, i, problems) for i, node in enumerate(stages_node)]
-        names = [s.name for s in stages if s]
+        names = [s.name for s in stages if s and s.name]
         for i, stage in enumerate(stages):
-            if stage and names.count(stage.name) > 1:
+            if stage and stage.name and names.count(stage.name) > 1:
                 problems.append((("stages", i, "name"), f"duplicate stage name {stage.name!r}; give each stage a unique name"))
     output = _output(tree.get("output"), problems)
     for key in ("name", "description"):
         if key in tree and not isinstance(tree[key], str):
             problems.append(((key,), f"{key} must be a string"))
-    if not stages or any(s is None for s in stages) or slots.get("tokenizer") is None:
-        return None, problems
-    spec = PipelineSpec(stages=tuple(stages), tokenizer=slots["tokenizer"], conditioner=slots.get("conditioner"),
-                        semantic_tokenizer=slots.get("semantic_tokenizer"), output=output,
-                        name=str(tree.get("name", "")), description=str(tree.get("description", "")), source=source)
-    return spec, problems
+    draft = SpecDraft(stages=tuple(stages), tokenizer=slots.get("tokenizer"), conditioner=slots.get("conditioner"),
+                      semantic_tokenizer=slots.get("semantic_tokenizer"), output=output,
+                      name=str(tree.get("name", "")), description=str(tree.get("description", "")), source=source)
+    return draft, problems
 
 
 def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
@@ -337,7 +435,13 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
          "sampler": {"name": s.sampler.name, "params": dict(s.sampler.params)}, "guidance_scale": s.guidance_scale}
         for s in spec.stages
     ]
+    out = spec.output
     data["output"] = {"seconds": spec.output.seconds, "peak_dbfs": spec.output.peak_dbfs,
+                      **({"loudness": out.loudness} if out.peak_dbfs is None else {}),
+                      **({"loudness_keep": out.loudness_keep} if out.loudness_keep else {}),
+                      **({"loudness_reference": out.loudness_reference} if out.loudness_reference is not None else {}),
+                      **({"true_peak": out.true_peak} if out.true_peak != (None if out.peak_dbfs is not None else -1.0)
+                         else {}),
                       **({"hold": spec.output.hold} if spec.output.hold else {}),
                       **({"window": spec.output.window} if spec.output.window is not None else {}),
                       **({"overlap": spec.output.overlap} if spec.output.overlap is not None else {}),

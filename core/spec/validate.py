@@ -4,7 +4,9 @@ Everything here runs before any model is built or weight file loaded: plugin nam
 params fit each component's config class, weights paths exist, and the cascade fits
 together (streams read after they are written, every codebook written once, vocabularies,
 frame rates and conditioning kinds agree). The result is a :class:`ResolvedPipeline` that
-the cascade builds from, or a :class:`SpecError` listing every problem as ``FILE:LINE: msg``.
+the cascade builds from, or a :class:`SpecError` listing every problem as ``FILE:LINE: msg``,
+in file order: a problem in one part skips only the checks that need that part (see
+:class:`_Checker`), so a user fixes the whole list after one run instead of one layer per run.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import attrs
 from cadenza.core.components import ComponentEntry
 from cadenza.core.errors import CadenzaError, SpecError
 from cadenza.core.files.user_text import describe_os_error
-from cadenza.core.layout import StageLayout, StreamRef, StreamSlice
+from cadenza.core.layout import STREAMS, StageLayout, StreamRef, StreamSlice
 from cadenza.core.spec.params import ParamsError, structure_config
-from cadenza.core.spec.schema import ComponentSpec, KeyPath, PipelineSpec, Problems, StageSpec, parse_spec
+from cadenza.core.spec.schema import (ComponentSpec, KeyPath, PipelineSpec, Problems, SpecDraft, StageDraft,
+                                      StageSpec, parse_draft)
 from cadenza.core.types import ConditioningInfo, SemanticInfo, TokenizerInfo
 from cadenza.core.engine.weights import Weights, parse_weights
 from cadenza.core.spec.yaml_source import line_of, load_yaml_file
@@ -69,6 +72,16 @@ class ResolvedPipeline:
             out += [stage.model, stage.sampler]
         return out + ([self.watermark] if self.watermark is not None else [])
 
+    def random_components(self) -> list[str]:
+        """Slots whose weights are random (untrained): their output is not music.
+
+        The one rule every report of untrained weights uses (generate's note, sidecars, bench,
+        evaluate). A component registered with ``needs_weights=False`` (signal processing,
+        nothing learned or fitted) is left out: random is all it ever is, and it works as designed.
+        """
+        return [c.slot for c in self.components()
+                if c.weights is not None and c.weights.is_random and c.entry.needs_weights]
+
 
 # What a component may describe itself as; past these, tensors sized from the info cannot be built.
 INFO_LIMITS = {"sample_rate": (1, 768_000), "num_codebooks": (1, 1024), "codebook_size": (2, 1 << 20),
@@ -112,10 +125,10 @@ def load_pipeline(source: str | Path, registry: Any) -> ResolvedPipeline:
 def check_tree(tree: Any, registry: Any, path: Path | None = None) -> ResolvedPipeline:
     """Parse and check an already-loaded YAML tree (a plain dict works too; lines are then 1)."""
     filename = str(path) if path else "<spec>"
-    spec, problems = parse_spec(tree, path)
+    draft, problems = parse_draft(tree, path)
     resolved = None
-    if spec is not None:
-        resolved, more = _Checker(spec, registry).run()
+    if draft is not None:
+        resolved, more = _Checker(draft, registry, problems).run()
         problems = problems + more
     if problems or resolved is None:
         raise SpecError(_located(problems, tree, filename))
@@ -123,38 +136,64 @@ def check_tree(tree: Any, registry: Any, path: Path | None = None) -> ResolvedPi
 
 
 def _located(problems: Problems, tree: Any, filename: str) -> list[str]:
-    seen, out = set(), []
+    """``FILE:LINE: message`` lines in file order (problems on one line in the order found), each once."""
+    seen, located = set(), []
     for path, message in problems:
-        line = f"{filename}:{line_of(tree, path)}: {message}"
-        if line not in seen:
-            seen.add(line)
-            out.append(line)
-    return out
+        line = line_of(tree, path)
+        if (line, message) not in seen:
+            seen.add((line, message))
+            located.append((line, message))
+    return [f"{filename}:{line}: {message}" for line, message in sorted(located, key=lambda pair: pair[0])]
 
 
 class _Checker:
-    """One pass over a parsed spec, collecting problems instead of stopping at the first."""
+    """One pass over what could be read of a spec, collecting problems instead of stopping at the first.
 
-    def __init__(self, spec: PipelineSpec, registry: Any):
+    Every check runs when what it needs is known. A part that could not be read or resolved (a
+    shape problem, an unknown name, bad params, a codebook range past the tokenizer) is None or
+    already has a problem at its path, and only the checks that need that part are skipped: a
+    stage's layout needs its tokenizer, the graph of streams does not. So one mistake is reported
+    once, and hides nothing else.
+    """
+
+    def __init__(self, spec: SpecDraft, registry: Any, earlier: Problems = ()):
         self.spec = spec
         self.registry = registry
         self.problems: Problems = []
+        self.broken: set[KeyPath] = set()  # every path with a problem at or inside it (earlier ones too)
+        for path, _ in earlier:  # the shape problems parse_draft found
+            self._mark(path)
+        self.told_semantic = False  # "needs a semantic_tokenizer" is said once, at the first use
 
     def run(self) -> tuple[ResolvedPipeline | None, Problems]:
-        spec = self.spec
-        tok = self._component("tokenizer", spec.tokenizer, ("tokenizer",), TokenizerInfo)
-        cond = sem = None
-        if spec.conditioner:
-            cond = self._component("conditioner", spec.conditioner, ("conditioner",), ConditioningInfo)
-        if spec.semantic_tokenizer:
-            sem = self._component("semantic_tokenizer", spec.semantic_tokenizer, ("semantic_tokenizer",), SemanticInfo)
+        tok = self._slot("tokenizer", TokenizerInfo)
+        cond = self._slot("conditioner", ConditioningInfo)
+        sem = self._slot("semantic_tokenizer", SemanticInfo)
         stages = self._stages(tok, cond, sem)
-        if not self.problems and tok is not None and None not in stages:
-            self._durations(stages)
         watermark = self._watermark()
-        if self.problems or tok is None or None in stages:
+        spec = self.spec.complete()
+        if self.problems or spec is None or tok is None or None in stages:
             return None, self.problems
         return ResolvedPipeline(spec, tok, tuple(stages), cond, sem, watermark), []
+
+    def problem(self, path: KeyPath, message: str) -> None:
+        self.problems.append((path, message))
+        self._mark(path)
+
+    def _mark(self, path: KeyPath) -> None:
+        self.broken.update(tuple(path[:n]) for n in range(len(path) + 1))
+
+    def reported(self, path: KeyPath) -> bool:
+        """Whether a problem was found at ``path`` or inside it: what depends on it is not checked."""
+        return tuple(path) in self.broken
+
+    def given(self, slot: str) -> bool:
+        """Whether the spec names ``slot``, read or not (a slot that could not be read has a problem)."""
+        return getattr(self.spec, slot) is not None or self.reported((slot,))
+
+    def _slot(self, slot: str, info_type: type) -> ResolvedComponent | None:
+        ref = getattr(self.spec, slot)
+        return None if ref is None else self._component(slot, ref, (slot,), info_type)
 
     def _watermark(self) -> ResolvedComponent | None:
         """``output.watermark`` resolved; the built-in default is skipped where it is not installed."""
@@ -165,19 +204,21 @@ class _Checker:
         config = self._config(entry, ref.params, path) if entry is not None else None
         return ResolvedComponent("watermark", entry, config) if config is not None else None
 
-    def _durations(self, stages: list[ResolvedStage]) -> None:
-        """``output.seconds`` makes at least one frame of the slowest stream, and so does each window."""
+    def _durations(self, rates: list[float | None]) -> None:
+        """``output.seconds`` makes at least one frame of the slowest stream, and so does each window
+        (when the frame rate of every stage's stream is known, and the value checked is the spec's)."""
+        if not rates or None in rates:
+            return
         output = self.spec.output
-        frame = 1 / min(stage.layout.writes.frame_rate for stage in stages)
-        if output.seconds < frame:
+        frame = 1 / min(rates)
+        if output.seconds < frame and not self.reported(("output", "seconds")):
             self.problem(("output", "seconds"), f"seconds ({output.seconds:g}) is shorter than one frame of this "
                                                 f"pipeline ({frame:g} s)")
-        if output.window is not None and output.window - (output.window / 2 if output.overlap is None else output.overlap) < frame:
+        window = output.window
+        if (window is not None and not self.reported(("output", "overlap"))
+                and window - (window / 2 if output.overlap is None else output.overlap) < frame):
             self.problem(("output", "window"), f"each window must add at least one frame ({frame:g} s): window "
-                                               f"{output.window:g} s minus its overlap is less")
-
-    def problem(self, path: KeyPath, message: str) -> None:
-        self.problems.append((path, message))
+                                               f"{window:g} s minus its overlap is less")
 
     def _entry(self, kind: str, name: str, path: KeyPath) -> ComponentEntry | None:
         try:
@@ -212,6 +253,7 @@ class _Checker:
         return weights
 
     def _component(self, kind: str, ref: ComponentSpec, path: KeyPath, info_type: type) -> ResolvedComponent | None:
+        """The component with its info, or None (its problems recorded) when either is unusable."""
         entry = self._entry(kind, ref.name, path + ("name",))
         if entry is None:
             return None
@@ -228,94 +270,150 @@ class _Checker:
             self.problem(path + ("name",), f"{kind} {entry.name!r} describes itself as {type(info).__name__}, "
                                            f"expected {info_type.__name__} (a bug in plugin {entry.plugin!r})")
             return None
-        for problem in info_problems(info):
+        unusable = info_problems(info)
+        for problem in unusable:
             self.problem(path + ("params",), f"{entry.name!r}: {problem}")
-        return ResolvedComponent(path[0], entry, config, weights, info)
+        # sizes no model can be built with would only make every stage sized from them fail again
+        return None if unusable else ResolvedComponent(path[0], entry, config, weights, info)
 
     # -- stages --------------------------------------------------------------------------
-    def _slice(self, ref: StreamRef, path: KeyPath, tok: ResolvedComponent | None, sem: ResolvedComponent | None) -> StreamSlice | None:
-        if ref.stream == "semantic":
-            if sem is None:
-                if not self.spec.semantic_tokenizer:
-                    self.problem(path, "stream 'semantic' needs a 'semantic_tokenizer' in the spec")
-                return None
-            if ref.start != 0 or ref.stop not in (None, 1):
-                self.problem(path, "the semantic stream has one codebook; write it as 'semantic'")
-                return None
-            return StreamSlice("semantic", 0, 1, sem.info.vocab_size, sem.info.frame_rate)
-        if tok is None:
-            return None
-        total = tok.info.num_codebooks
-        stop = total if ref.stop is None else ref.stop
-        if stop > total:
-            self.problem(path, f"{ref} asks for codebooks up to {stop}, but tokenizer {tok.entry.name!r} "
-                               f"has {total} (acoustic[0:{total}] at most)")
-            return None
-        return StreamSlice("acoustic", ref.start, stop, tok.info.codebook_size, tok.info.frame_rate)
-
     def _stages(self, tok, cond, sem) -> list[ResolvedStage | None]:
-        written: dict[str, set[int]] = {"semantic": set(), "acoustic": set()}
+        """Every stage's own checks, the graph of streams between them, and the output's duration."""
+        written: dict[str, set[int]] = {stream: set() for stream in STREAMS}
+        unsure: set[str] = set()  # streams an earlier stage wrote codebooks of that are not known
+        rates: list[float | None] = []  # frame rate of what each stage writes; None: not known
         out: list[ResolvedStage | None] = []
         for i, stage in enumerate(self.spec.stages):
             path: KeyPath = ("stages", i)
-            reads = [self._slice(r, path + ("reads", j), tok, sem) for j, r in enumerate(stage.reads)]
-            writes = self._slice(stage.writes, path + ("writes",), tok, sem)
-            for j, read in enumerate(reads):
-                if read is not None and not set(range(read.start, read.stop)) <= written[read.stream]:
-                    self.problem(path + ("reads", j), f"stage {stage.name!r} reads {read}, which no earlier stage writes")
-            if writes is not None:
-                self._check_writes(stage, writes, reads, written, path)
-                written[writes.stream] |= set(range(writes.start, writes.stop))
-            mode = self._mode(stage, cond, path)
-            model = self._component_stage(stage, path)
-            sampler = self._sampler(stage, path)
-            if None in reads or writes is None or mode is None or model is None or sampler is None:
+            if stage is None:  # not a mapping: what it writes is unknown
+                unsure |= set(STREAMS)
+                rates.append(None)
                 out.append(None)
                 continue
-            layout = StageLayout(stage.role, tuple(reads), writes,
-                                 cond.info if (cond and mode != "none") else None, mode)
-            check = getattr(model.config, "check", None)
+            label = f"stage {stage.name!r}" if stage.name else f"stage {i + 1}"
+            reads_known = not self.reported(path + ("reads",))  # every reference could be read
+            reads = [self._span(r, path + ("reads", j), tok, sem) if r is not None else None
+                     for j, r in enumerate(stage.reads)]
+            writes = self._span(stage.writes, path + ("writes",), tok, sem) if stage.writes is not None else None
+            for j, read in enumerate(reads):
+                if read is not None and read.stream not in unsure and self._fits(read, tok) \
+                        and not _codebooks(read) <= written[read.stream]:
+                    self.problem(path + ("reads", j), f"{label} reads {read}, which no earlier stage writes")
+            if writes is None:
+                unsure |= {stage.writes.stream} if stage.writes is not None else set(STREAMS)
+            else:
+                self._check_writes(stage, label, writes, reads_known, written, path)
+                written[writes.stream] |= _codebooks(writes, tok)
+            rates.append(self._frame_rate(stage.writes, tok, sem))
+            mode = self._mode(stage, label, cond, path)
+            model = self._stage_model(stage, path)
+            sampler = self._sampler(stage, path)
+            slices = [self._slice(r, tok, sem) for r in reads]
+            write_slice = self._slice(writes, tok, sem)
+            if stage.role is None or not reads_known or None in slices or write_slice is None or mode is None:
+                out.append(None)  # the layout needs every part; each missing one is already a problem
+                continue
+            layout = StageLayout(stage.role, tuple(slices), write_slice, cond.info if mode != "none" else None, mode)
+            check = getattr(model.config, "check", None) if model is not None else None
             for message in (check(layout, model.weights) if check else []):
-                self.problem(path + ("model",), f"stage {stage.name!r}: {message}")
-            out.append(ResolvedStage(stage, model, sampler, layout))
-        if tok is not None and self.spec.stages:
+                self.problem(path + ("model",), f"{label}: {message}")
+            spec = stage.complete()
+            out.append(ResolvedStage(spec, model, sampler, layout) if None not in (spec, model, sampler) else None)
+        if tok is not None and self.spec.stages and "acoustic" not in unsure:
             missing = sorted(set(range(tok.info.num_codebooks)) - written["acoustic"])
             if missing:
                 self.problem(("stages",), f"codebooks {_ranges(missing)} of tokenizer {tok.entry.name!r} are written by "
                                           f"no stage (it has {tok.info.num_codebooks}); extend a stage's 'writes'")
+        self._durations(rates)
         return out
 
-    def _check_writes(self, stage: StageSpec, writes: StreamSlice, reads: list, written: dict, path: KeyPath) -> None:
-        overlap = set(range(writes.start, writes.stop)) & written[writes.stream]
-        if overlap:
-            self.problem(path + ("writes",), f"stage {stage.name!r} writes {writes}, already written by an earlier stage")
+    def _span(self, ref: StreamRef, path: KeyPath, tok: ResolvedComponent | None,
+              sem: ResolvedComponent | None) -> StreamRef | None:
+        """The codebooks ``ref`` means, as a reference with its end filled in (``acoustic`` alone
+        needs the tokenizer's count); None, its problem recorded where it has one, when unknown."""
+        if ref.stream == "semantic":
+            if not self.given("semantic_tokenizer") and not self.told_semantic:
+                self.told_semantic = True
+                self.problem(path, "stream 'semantic' needs a 'semantic_tokenizer' in the spec")
+            if ref.start != 0 or ref.stop not in (None, 1):
+                self.problem(path, "the semantic stream has one codebook; write it as 'semantic'")
+                return None
+            return StreamRef("semantic", 0, 1)
+        total = tok.info.num_codebooks if tok is not None else None
+        if ref.stop is None:
+            if total is None:
+                return None
+            if ref.start >= total:
+                self.problem(path, f"{ref} starts past the last codebook of tokenizer {tok.entry.name!r}, "
+                                   f"which has {total} (acoustic[0:{total}] at most)")
+                return None
+            return StreamRef("acoustic", ref.start, total)
+        if total is not None and ref.stop > total:
+            self.problem(path, f"{ref} asks for codebooks up to {ref.stop}, but tokenizer {tok.entry.name!r} "
+                               f"has {total} (acoustic[0:{total}] at most)")
+        return ref
+
+    @staticmethod
+    def _fits(span: StreamRef, tok: ResolvedComponent | None) -> bool:
+        """Whether the codebooks exist: checked against the tokenizer, or the most any may have."""
+        most = tok.info.num_codebooks if tok is not None else INFO_LIMITS["num_codebooks"][1]
+        return span.stream == "semantic" or span.stop <= most
+
+    def _slice(self, span: StreamRef | None, tok: ResolvedComponent | None,
+               sem: ResolvedComponent | None) -> StreamSlice | None:
+        """``span`` with its component's vocabulary and frame rate, for the layout; None when unknown."""
+        if span is None:
+            return None
+        if span.stream == "semantic":
+            return StreamSlice("semantic", 0, 1, sem.info.vocab_size, sem.info.frame_rate) if sem is not None else None
+        if tok is None or not self._fits(span, tok):
+            return None
+        return StreamSlice("acoustic", span.start, span.stop, tok.info.codebook_size, tok.info.frame_rate)
+
+    @staticmethod
+    def _frame_rate(ref: StreamRef | None, tok: ResolvedComponent | None, sem: ResolvedComponent | None) -> float | None:
+        source = None if ref is None else sem if ref.stream == "semantic" else tok
+        return source.info.frame_rate if source is not None else None
+
+    def _check_writes(self, stage: StageDraft, label: str, writes: StreamRef, reads_known: bool, written: dict,
+                      path: KeyPath) -> None:
+        if _codebooks(writes) & written[writes.stream]:
+            self.problem(path + ("writes",), f"{label} writes {writes}, already written by an earlier stage")
         role = stage.role
+        if role is None:
+            return  # an unknown role is its own problem; what it should write is not known
         if (role == "semantic") != (writes.stream == "semantic"):
             self.problem(path + ("writes",), f"a {role!r} stage writes the "
                                              f"{'semantic' if role == 'semantic' else 'acoustic'} stream, not {writes}")
         elif role == "coarse" and writes.start != 0:
             self.problem(path + ("writes",), f"a coarse stage writes the first codebooks (acoustic[0:N]), not {writes}")
-        elif role == "fine" and not any(r is not None and r.stream == "acoustic" for r in reads):
+        elif role == "fine" and reads_known and not any(r.stream == "acoustic" for r in stage.reads if r is not None):
             self.problem(path + ("reads",), "a fine stage reads the coarse codebooks, e.g. reads: ['acoustic[0:2]']")
 
-    def _mode(self, stage: StageSpec, cond: ResolvedComponent | None, path: KeyPath) -> str | None:
+    def _mode(self, stage: StageDraft, label: str, cond: ResolvedComponent | None, path: KeyPath) -> str | None:
+        """The stage's conditioning mode; None when it cannot be known (or cannot work: a problem)."""
+        if self.reported(path + ("conditioning",)):
+            return None  # the spec's value was wrong: the checks of the mode it meant cannot run
         mode = stage.conditioning
+        has_conditioner = self.given("conditioner")
         if mode is None:
-            if not self.spec.conditioner:
+            if not has_conditioner:
                 mode = "none"
             elif cond is None:
                 return None
             else:
                 mode = "cross" if cond.info.kind == "sequence" else "prefix"
-        if mode != "none" and not self.spec.conditioner:
-            self.problem(path + ("conditioning",), f"stage {stage.name!r} has conditioning {mode!r} but the spec has no 'conditioner'")
+        if mode != "none" and not has_conditioner:
+            self.problem(path + ("conditioning",), f"{label} has conditioning {mode!r} but the spec has no 'conditioner'")
             return None
         if stage.guidance_scale != 1.0 and mode == "none":
-            self.problem(path + ("guidance_scale",), f"stage {stage.name!r}: guidance needs conditioning "
+            self.problem(path + ("guidance_scale",), f"{label}: guidance needs conditioning "
                                                      "(set guidance_scale: 1 or give the stage conditioning)")
-        return mode
+        return None if mode != "none" and cond is None else mode  # a conditioner with problems: no layout
 
-    def _component_stage(self, stage: StageSpec, path: KeyPath) -> ResolvedComponent | None:
+    def _stage_model(self, stage: StageDraft, path: KeyPath) -> ResolvedComponent | None:
+        if stage.model is None:
+            return None
         entry = self._entry("stage_model", stage.model.name, path + ("model",))
         if entry is None:
             return None
@@ -325,13 +423,21 @@ class _Checker:
             return None
         return ResolvedComponent(f"stages.{stage.name}.model", entry, config, weights)
 
-    def _sampler(self, stage: StageSpec, path: KeyPath) -> ResolvedComponent | None:
+    def _sampler(self, stage: StageDraft, path: KeyPath) -> ResolvedComponent | None:
+        if stage.sampler is None:
+            return None
         spath = path + ("sampler",)
         entry = self._entry("sampler", stage.sampler.name, spath + ("name",))
         if entry is None:
             return None
         config = self._config(entry, stage.sampler.params, spath)
         return None if config is None else ResolvedComponent(f"stages.{stage.name}.sampler", entry, config)
+
+
+def _codebooks(span: StreamRef, tok: ResolvedComponent | None = None) -> set[int]:
+    """The codebook indices of ``span`` that can exist (those of the tokenizer, when it is known)."""
+    most = tok.info.num_codebooks if tok is not None else INFO_LIMITS["num_codebooks"][1]
+    return set(range(span.start, min(span.stop, most)))
 
 
 def _ranges(indices: list[int]) -> str:

@@ -28,6 +28,15 @@ their first 2.5 s took prompt adherence from 57.2% to 54.5% of the ceiling, the 
 from 42.5% to chance (33%). Over 10 s there are a dozen beats to read, and a clip of 10 s or
 less is never steered: the grid only keeps what the opening chose.
 
+What the audio holds (:func:`hear_beats`): the grid steers the semantic tokens, and the audio
+follows them only as far as the acoustic stages and the codec carry their onsets, so a run
+records both. The pipeline's semantic tokenizer reads the decoded audio again and the same
+estimator gives its strongest pulse, its relation to the grid's tempo (the same, half, double,
+...) and the share of its onsets on the grid's beats. At ``--bpm 138`` the default's semantic
+onsets sit on the beats and its audio pulses at 138 BPM with about 40% of its onsets on them;
+the ``tempo`` metric (the estimators plugin, with its own octave rule) reads the same audio at
+69 BPM.
+
 Measured (``benchmarks/longform_stability.py --beat``): see docs/generation.md#holding-the-beat.
 """
 
@@ -41,6 +50,7 @@ import attrs
 import torch
 from torch.nn import functional as F
 
+from cadenza.core.audio.io import prepare
 from cadenza.core.errors import InputError
 from cadenza.core.steering.logit_bias import BiasedModel, check_scale
 
@@ -51,6 +61,8 @@ GIVEN_BPM_RANGE = (30.0, 300.0)  # what --bpm accepts
 BEAT_WIDTH = 0.7  # frames: standard deviation of a beat's closeness g around its frame
 DEFAULT_STRENGTH = 8.0  # logit scale when a tempo is given but the spec's beat strength is 0
 OPENING = 10.0  # seconds: the piece's opening, whose tempo the later windows keep
+METRICAL_RATIOS = (("same", 1.0), ("half", 0.5), ("double", 2.0), ("two thirds", 2 / 3), ("three halves", 1.5))
+RELATION_TOLERANCE = 0.04  # a measured tempo within 4% of a ratio of the grid's stands in that relation
 
 
 def check_strength(strength: float | None) -> float | None:
@@ -159,6 +171,52 @@ def estimate_beats(ids: torch.Tensor, onsets: torch.Tensor, frame_rate: float, b
     period = 60.0 * frame_rate / bpm
     phase, confidence = phase_at(envelope, period)
     return [Beat(period, float(f), "given", float(c)) for f, c in zip(phase, confidence)]
+
+
+def relation(heard: float, held: float) -> str | None:
+    """How a tempo measured in the audio stands to the grid's: ``"same"``, ``"half"``,
+    ``"double"``, ``"two thirds"`` or ``"three halves"`` (within :data:`RELATION_TOLERANCE`), else None."""
+    for name, ratio in METRICAL_RATIOS:
+        if abs(heard / (held * ratio) - 1) <= RELATION_TOLERANCE:
+            return name
+    return None
+
+
+def heard_beats(ids: torch.Tensor, onsets: torch.Tensor, frame_rate: float, beats: Sequence[Beat],
+                start: int = 0) -> list[dict[str, Any]]:
+    """What the output audio holds of each row's grid, from the semantic tokens ``[B, T]`` the
+    pipeline's semantic tokenizer reads off the *decoded audio* (not the tokens the stages wrote),
+    frames ``start..`` (where the grid began to steer).
+
+    Per row: ``bpm``, the strongest pulse of those onsets by the estimator that reads an
+    opening's tempo (:func:`strongest_beat`), its ``confidence``, its ``relation`` to the grid's
+    tempo, and ``on_beat``: the share of the audio's onset frames (onset > 0.5) within a frame of
+    one of the grid's beats. The semantic tokens themselves put nearly all their onsets there; the
+    audio only as far as the acoustic stages and the codec carried them.
+    """
+    envelope = onsets.to(ids.device)[ids[:, start:].long()]
+    if not envelope.shape[-1]:
+        return [{"bpm": None, "confidence": 0.0, "relation": None, "on_beat": None} for _ in beats]
+    period, _, confidence = strongest_beat(envelope, frame_rate)
+    near = math.exp(-0.5 / BEAT_WIDTH**2) - 1e-9  # closeness one frame from a beat
+    out = []
+    for row, beat in enumerate(beats):
+        bpm = 60.0 * frame_rate / float(period[row])
+        hits = (envelope[row] > 0.5).nonzero().flatten().tolist()
+        on_beat = sum(beat.closeness(start + t) >= near for t in hits) / len(hits) if hits else None
+        out.append({"bpm": round(bpm, 1), "confidence": round(float(confidence[row]), 3),
+                    "relation": relation(bpm, beat.bpm(frame_rate)),
+                    "on_beat": None if on_beat is None else round(on_beat, 3)})
+    return out
+
+
+def hear_beats(tokenizer: Any, tokenizer_rate: int, audio: torch.Tensor, sample_rate: int, onsets: torch.Tensor,
+               frame_rate: float, beats: Sequence[Beat], start_seconds: float = 0.0) -> list[dict[str, Any]]:
+    """:func:`heard_beats` of decoded audio ``[B, C, S]`` at ``sample_rate``, read by the
+    semantic tokenizer (which wants mono at ``tokenizer_rate`` Hz), from ``start_seconds`` on."""
+    with torch.inference_mode():
+        ids = tokenizer.tokenize(prepare(audio.float(), sample_rate, tokenizer_rate, 1).to(onsets.device))
+    return heard_beats(ids, onsets, frame_rate, beats, start=min(ids.shape[-1], round(start_seconds * frame_rate)))
 
 
 def token_onsets(tokenizer: Any, pipeline_name: str) -> torch.Tensor:

@@ -130,15 +130,15 @@ class AttributesConfig:
 def register_metrics(register):
     register("instrument", f"{_IMPL}:build_instrument", config=InstrumentConfig,
              description="instrument (lead family, one of 16) and instrument_confidence from a small trained CNN")
-    register("tempo", f"{_IMPL}:build_tempo", config=TempoConfig,
+    register("tempo", f"{_IMPL}:build_tempo", config=TempoConfig, needs_weights=False,
              description="bpm and tempo_class (slow/medium/fast) from onset autocorrelation")
-    register("key", f"{_IMPL}:build_key", config=KeyConfig,
+    register("key", f"{_IMPL}:build_key", config=KeyConfig, needs_weights=False,
              description="key and mode from chroma correlated with major/minor key profiles")
-    register("register", f"{_IMPL}:build_register", config=RegisterConfig,
+    register("register", f"{_IMPL}:build_register", config=RegisterConfig, needs_weights=False,
              description="lead_midi (median pitch of the lead) and register (low/mid/high); input: instrument")
-    register("loudness", f"{_IMPL}:build_loudness", config=LoudnessConfig,
+    register("loudness", f"{_IMPL}:build_loudness", config=LoudnessConfig, needs_weights=False,
              description="loudness_lufs (BS.1770 integrated), rms_dbfs and dynamics (soft/loud)")
-    register("drums", f"{_IMPL}:build_drums", config=DrumsConfig,
+    register("drums", f"{_IMPL}:build_drums", config=DrumsConfig, needs_weights=False,
              description="drum_score (high-band percussive energy) and drums (yes/none)")
     register("attributes", f"{_IMPL}:build_attributes", config=AttributesConfig,
              description="every corpus attribute at once: instrument, tempo, key, mode, register, dynamics, drums")

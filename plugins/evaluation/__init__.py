@@ -62,12 +62,14 @@ def register_metrics(register):
     register("adherence", "cadenza.plugins.evaluation.adherence:build_adherence", config=AdherenceConfig,
              description="share of the prompt's attributes (tempo, key, mode, register, dynamics, drums, instrument) "
              "measured in the audio; input: attributes")
-    register("fad", "cadenza.plugins.evaluation.fad:build_fad", config=FadConfig,
+    register("fad", "cadenza.plugins.evaluation.fad:build_fad", config=FadConfig, needs_weights=False,
              description="Frechet audio distance to a reference set (lower is better); set metric, input: reference")
     register("mel-distance", "cadenza.plugins.evaluation.fidelity:build_mel_distance", config=RateConfig,
+             needs_weights=False,
              description="multi-resolution log-mel L1 distance to the reference (lower is better); input: reference")
-    register("si-sdr", "cadenza.plugins.evaluation.fidelity:build_si_sdr", config=RateConfig,
+    register("si-sdr", "cadenza.plugins.evaluation.fidelity:build_si_sdr", config=RateConfig, needs_weights=False,
              description="scale-invariant SDR against the reference in dB (higher is better); input: reference")
     register("text-similarity", "cadenza.plugins.evaluation.text_similarity:build_text_similarity", config=RateConfig,
+             needs_weights=False,
              description="cosine of audio and prompt in the joint conditioner's space (MuLan/CLAP score); "
              "inputs: prompt, conditioner")

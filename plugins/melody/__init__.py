@@ -75,7 +75,7 @@ class AudioMelodyConfig:
 
 @hookimpl
 def register_melody_sources(register):
-    register("midi", f"{_IMPL}:build_midi", config=MidiMelodyConfig,
+    register("midi", f"{_IMPL}:build_midi", config=MidiMelodyConfig, needs_weights=False,
              description="melody line of a MIDI file (.mid, .midi): one track's highest voice")
-    register("audio", f"{_IMPL}:build_audio", config=AudioMelodyConfig,
+    register("audio", f"{_IMPL}:build_audio", config=AudioMelodyConfig, needs_weights=False,
              description="pitch-tracked melody of a recording (humming, whistling, an instrument): YIN")

@@ -54,11 +54,12 @@ class TopPConfig:
 
 @hookimpl
 def register_samplers(register):
+    # needs_weights=False: sampling rules, nothing learned, so never reported as untrained weights.
     register("greedy", f"{_IMPL}:build_greedy", config=NoConfig,
-             description="always the most likely token (deterministic)")
+             description="always the most likely token (deterministic)", needs_weights=False)
     register("temperature", f"{_IMPL}:build_temperature", config=TemperatureConfig,
-             description="sample from softmax(logits / temperature)")
+             description="sample from softmax(logits / temperature)", needs_weights=False)
     register("top-k", f"{_IMPL}:build_top_k", config=TopKConfig,
-             description="sample among the k most likely tokens")
+             description="sample among the k most likely tokens", needs_weights=False)
     register("top-p", f"{_IMPL}:build_top_p", config=TopPConfig,
-             description="nucleus sampling: the smallest set of tokens reaching probability p")
+             description="nucleus sampling: the smallest set of tokens reaching probability p", needs_weights=False)

@@ -66,5 +66,5 @@ class SpreadSpectrumConfig:
 
 @hookimpl
 def register_watermarks(register):
-    register("spread-spectrum", f"{_IMPL}:build", config=SpreadSpectrumConfig,
+    register("spread-spectrum", f"{_IMPL}:build", config=SpreadSpectrumConfig, needs_weights=False,
              description="keyed spread-spectrum mark in the 0.5-5 kHz STFT magnitude, 32-bit payload, no weights")

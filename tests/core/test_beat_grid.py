@@ -17,11 +17,15 @@ from cadenza.core.steering.beat_grid import (
     check_bpm,
     check_strength,
     estimate_beats,
+    hear_beats,
+    heard_beats,
     phase_at,
+    relation,
     strongest_beat,
     token_onsets,
 )
 from cadenza.core.engine.cascade import Cascade
+from cadenza.core.engine.longform import DECODE_MARGIN, decode_chunked, frames_before
 from cadenza.core.components import StageRequest
 from cadenza.core.errors import InputError
 from cadenza.core.spec.schema import parse_spec, spec_to_dict
@@ -57,6 +61,11 @@ def on_grid_share(ids: torch.Tensor, onsets: torch.Tensor, beat: Beat, start: in
     """Share of the onset tokens (onset > 0.5) from frame ``start`` on that fall within a frame of a beat."""
     hits = [t for t in range(start, ids.shape[-1]) if onsets[ids[t]] > 0.5]
     return sum(beat.closeness(t) > math.exp(-0.5 / 0.49) - 1e-9 for t in hits) / max(1, len(hits))
+
+
+def held_pulses(generation) -> tuple[dict, ...]:
+    """Each row's pulse as the grid held it (``Beat.describe()``), without what the audio measured."""
+    return tuple({k: v for k, v in pulse.items() if k != "heard"} for pulse in generation.beats)
 
 
 def test_strongest_beat_finds_tempo_and_phase_of_regular_onsets():
@@ -99,7 +108,51 @@ def test_a_given_tempo_keeps_the_phase_of_what_exists(cascade):
     prime = torch.randn(1, cascade.sample_rate) * 0.1
     continued = cascade.generate(["more"], seconds=2.0, seed=0, prime=prime, bpm=100, beat=10)
     heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE, bpm=100.0)[0]
-    assert continued.beats == (heard.describe(RATE),) and continued.beats[0]["from"] == "given"
+    assert held_pulses(continued) == (heard.describe(RATE),) and continued.beats[0]["from"] == "given"
+
+
+def test_heard_beats_measure_the_tempo_and_how_much_of_it_is_on_the_grid():
+    """What the note reports: the strongest pulse of the re-read onsets, how it stands to the
+    grid's tempo, and the share of onsets within a frame of a beat."""
+    onsets = torch.tensor([0.0, 1.0])  # token 1 is an onset
+    ids = torch.zeros(3, 240, dtype=torch.long)
+    ids[0, ::15] = 1  # 100 BPM, on a grid at 100 BPM from frame 0
+    ids[1, ::15] = 1  # the same onsets under a grid at 200 BPM: every other beat sounds
+    ids[2, 7::15] = 1  # 100 BPM, half a beat off a 100 BPM grid
+    grid, fast = Beat.given(100.0, RATE), Beat.given(200.0, RATE)
+    on, half, off = heard_beats(ids, onsets, RATE, [grid, fast, grid])
+    assert on["bpm"] == pytest.approx(100, abs=1.5) and on["relation"] == "same" and on["on_beat"] == 1.0
+    assert half["bpm"] == pytest.approx(100, abs=1.5) and half["relation"] == "half" and half["on_beat"] == 1.0
+    assert off["relation"] == "same" and off["on_beat"] == 0.0 and on["confidence"] > 0.5
+    late = torch.zeros(1, 240, dtype=torch.long)
+    late[0, 3:120:10] = 1  # 150 BPM before frame 120 (off the grid), then the grid's 100 BPM
+    late[0, 120::15] = 1
+    measured, = heard_beats(late, onsets, RATE, [grid], start=120)  # only what the grid steered counts
+    assert measured["relation"] == "same" and measured["on_beat"] == 1.0
+    silent, = heard_beats(torch.zeros(1, 50, dtype=torch.long), onsets, RATE, [grid])
+    assert silent["on_beat"] is None
+
+
+def test_relation_names_the_metrical_levels():
+    assert relation(138.0, 138.0) == "same" and relation(69.0, 138.0) == "half" and relation(276.0, 138.0) == "double"
+    assert relation(92.0, 138.0) == "two thirds" and relation(150.0, 100.0) == "three halves"
+    assert relation(81.0, 138.0) is None
+
+
+def test_the_beat_records_what_the_decoded_audio_holds(cascade):
+    """``heard`` is read off the decoded audio by the semantic tokenizer, from where the grid
+    began to steer: not the tokens the semantic stage wrote."""
+    held = cascade.generate(["a march"], seconds=3.0, seed=0, window=1.0, overlap=0.25, bpm=100, beat=30,
+                            watermark=False)
+    onsets = token_onsets(cascade.semantic_tokenizer, "test")
+    rate = cascade.frame_rates["acoustic"]
+    with torch.inference_mode():
+        audio = decode_chunked(cascade.tokenizer, held.tokens["acoustic"], rate, cascade.sample_rate,
+                               frames_before(1.0, rate), frames_before(DECODE_MARGIN, rate))
+    expected = hear_beats(cascade.semantic_tokenizer, 16000, audio, cascade.sample_rate, onsets, RATE,
+                          [Beat.given(100.0, RATE)])
+    assert held.beats[0]["heard"] == expected[0]
+    assert set(expected[0]) == {"bpm", "confidence", "relation", "on_beat"}
 
 
 def test_given_beat_starts_on_the_first_frame():
@@ -140,7 +193,7 @@ def test_given_bpm_puts_the_semantic_onsets_on_the_grid(cascade):
     held = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25, bpm=100, beat=30)
     beat = Beat.given(100.0, RATE)
     assert free.beats == () and free.beat is None
-    assert held.beat == 30.0 and held.beats == (beat.describe(RATE),)
+    assert held.beat == 30.0 and held_pulses(held) == (beat.describe(RATE),)
     assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
     assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.6
 
@@ -156,7 +209,7 @@ def test_the_opening_sets_the_tempo_of_the_later_windows(cascade):
     for row in range(2):
         ids = generation.tokens["semantic"][row, 0]
         opening = estimate_beats(ids[None, :250], onsets, RATE)[0]
-        assert generation.beats[row] == opening.describe(RATE)
+        assert held_pulses(generation)[row] == opening.describe(RATE)
         assert on_grid_share(ids, onsets, opening, start=250) > 0.9
     short = cascade.generate(["a waltz"], seconds=4.0, seed=1, window=1.0, overlap=0.25, beat=30)
     assert short.beats == () and short.beat is None  # no window starts after the opening: nothing is steered
@@ -167,7 +220,7 @@ def test_a_prime_as_long_as_the_opening_sets_the_tempo(cascade):
     generation = cascade.generate(["more"], seconds=11.0, seed=0, prime=prime, beat=10)
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE)[0]
-    assert generation.beats == (heard.describe(RATE),)
+    assert held_pulses(generation) == (heard.describe(RATE),)
 
 
 def test_pipelines_without_onset_tokens_refuse_the_grid(registry):
@@ -202,8 +255,11 @@ def test_generate_command_records_the_beat(cli, write_spec, tmp_path):
     out = tmp_path / "held.wav"
     code, _, err = cli("generate", "a march", "-p", spec, "-s", "2", "--window", "1", "--bpm", "90", "-o", out)
     assert code == 0, err
-    assert "held the beat at 90 BPM (as asked)" in err
     sidecar = json.loads(out.with_suffix(".json").read_text())
+    heard = sidecar["beat"].pop("heard")
+    share = "none" if heard["on_beat"] is None else f"{heard['on_beat']:.0%}"
+    assert f"beat grid at 90 BPM (as asked); measured in the audio: {heard['bpm']:g} BPM (" in err
+    assert f"), {share} of its onsets on the grid's beats" in err
     assert sidecar["beat"] == {"strength": 8.0, "bpm": 90.0, "from": "given", "first_beat_s": 0.0, "confidence": 1.0}
 
 
@@ -248,3 +304,7 @@ def test_the_bundled_default_puts_its_onsets_on_a_given_beat(registry):
     assert held.beat == default.pipeline.spec.output.beat == 12.0 and held.beats[0]["bpm"] == 100.0
     assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
     assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.5
+    # and the audio carries the grid's tempo itself (not half or double of it), more of its onsets on the beats
+    heard = held.beats[0]["heard"]
+    unsteered, = hear_beats(default.semantic_tokenizer, 16000, free.audio, default.sample_rate, onsets, RATE, [beat])
+    assert heard["relation"] == "same" and heard["on_beat"] > unsteered["on_beat"] + 0.1

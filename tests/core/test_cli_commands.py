@@ -40,7 +40,8 @@ def with_points(monkeypatch, *extra: entrypoints.EntryPoint) -> None:
 
 def test_the_workflows_are_installed_commands():
     names = [c.name for c in cli_main.installed_commands()]
-    assert names == ["bench", "corpus", "detect", "download", "evaluate", "export", "fit-kmeans", "new-plugin", "prepare", "train"]
+    assert names == ["bench", "corpus", "demo", "detect", "download", "evaluate", "export", "fit-kmeans", "new-plugin",
+                     "prepare", "train"]
     assert not set(names) & set(cli_main.COMMANDS)  # the core defines only its own
 
 

@@ -13,6 +13,7 @@ from cadenza.core.audio.io import prepare
 from cadenza.core.engine.cascade import Cascade
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.engine.decode import decode_stage
+from cadenza.core.engine.longform import PRIME_CONTEXT, plan_windows
 from cadenza.core.errors import InputError
 from cadenza.core.layout import StageLayout, StreamSlice
 from cadenza.core.types import Conditioning, ConditioningInfo
@@ -115,6 +116,48 @@ def test_prime_shorter_than_a_frame_and_only_new_without_prime(cascade):
         cascade.generate("x", seconds=1.0, prime=torch.zeros(1, 100), prime_rate=16000)
     with pytest.raises(InputError, match="only_new needs a prime"):
         cascade.generate("x", seconds=1.0, only_new=True)
+
+
+# -- the seam: the first window continuing a long prime hears all of it ---------------------------
+
+
+def spans(windows):
+    return [(w.start, w.new, w.end) for w in windows]
+
+
+def test_the_first_window_after_a_long_prime_hears_up_to_prime_context_of_it():
+    """Past a window's length a prime used to be heard through its last ``overlap`` seconds only."""
+    assert PRIME_CONTEXT == 10.0
+    assert spans(plan_windows(6, 2.5, 0.5, prime=4)) == [(0, 4, 6)]  # all of it, then window - overlap more
+    assert spans(plan_windows(20, 2.5, 0.5, prime=14)) == [(4, 14, 16), (15.5, 16, 18), (17.5, 18, 20)]
+    assert spans(plan_windows(20, 10, 2, prime=12)) == [(2, 12, 20)]
+    assert spans(plan_windows(40, 30, 20, prime=31)) == [(11, 31, 40)]  # never less than the overlap
+    assert spans(plan_windows(8, 10, 5, prime=3)) == [(0, 3, 8)]  # a prime inside one window: as before
+
+
+@pytest.fixture(scope="module")
+def default():
+    return Cascade.from_spec("default", registry=discover(environ={}))
+
+
+def test_the_default_continues_a_long_prime_from_all_of_it(default, real_audio, monkeypatch):
+    """The bundled default's windows are 2.5 s. A 3 s recording used to reach its stages as the
+    last 0.5 s of codes, and the continuation went to the pipeline's own level for the prompt:
+    the seam's jump followed that gap (docs/benchmarks/continuation_seam.md). Now every stage's
+    written prefix in the first window is the whole prime, and the windows after it continue
+    as long-form windows do."""
+    audio, rate = real_audio("24k", seconds=3.0)
+    calls = spy_decode(monkeypatch)
+    result = default.generate("a lively song with drums, bass and guitar", seconds=5.5, seed=0, prime=audio[0],
+                              prime_rate=rate, watermark=False)
+    assert result.windows == ({"start": 0.0, "new": 3.0, "end": 5.0}, {"start": 4.5, "new": 5.0, "end": 5.5})
+    with torch.inference_mode():
+        heard = default.encode_prime(audio[0], rate)
+    first = {name: prefix for name, model in default.models.items()
+             for m, prefix, _ in calls[:len(default.models)] if m is model}
+    assert torch.equal(first["semantic"], heard["semantic"]) and heard["semantic"].shape[2] == 75
+    assert torch.equal(first["coarse"], heard["acoustic"][:, 0:2]) and heard["acoustic"].shape[2] == 150
+    assert torch.equal(first["fine"], heard["acoustic"][:, 2:4])
 
 
 # -- decode_stage with a prefix ------------------------------------------------------------------

@@ -170,3 +170,22 @@ def test_random_pipeline_says_it_is_random(cli, tmp_path):
 def test_default_pipeline_is_trained_and_says_nothing_about_noise(cli, tmp_path):
     code, _, stderr = cli("generate", "a slow, dark cello drone", "-s", "1", "-o", tmp_path / "d.wav")
     assert code == 0 and "random" not in stderr and (tmp_path / "d.wav").exists()
+
+
+def test_save_writes_the_clip_and_the_sidecar_the_command_line_writes(cascade, tmp_path, cli, tiny_spec):
+    result = cascade.generate(["a slow piano", "fast drums"], seconds=0.5, seed=[4, 5])
+    path = result.save(tmp_path / "piano.wav", plot=True)
+    second = result.save(tmp_path / "drums.flac", row=1)
+    audio, rate = soundfile.read(path, always_2d=True)
+    assert rate == result.sample_rate and audio.shape[0] == result.audio.shape[-1]
+    assert soundfile.read(second)[0].shape[0] == result.audio.shape[-1]
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["prompt"] == "a slow piano" and sidecar["seed"] == 4 and sidecar["plot"] == "piano.png"
+    assert json.loads(second.with_suffix(".json").read_text())["batch"] == {"size": 2, "row": 1}
+    assert path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sidecar["spec"]["name"] == "test-tiny" and sidecar["components"] and sidecar["levels"]["gain_db"] != 0
+    assert cli("generate", "a slow piano", "-p", tiny_spec, "-o", tmp_path / "cli.wav", "-q")[0] == 0
+    assert set(json.loads((tmp_path / "cli.json").read_text())) == set(sidecar) - {"batch", "plot"}
+    for bad, message in (({"row": 2}, "row must be an index from 0 to 1"), ({"path": tmp_path / "x.mp3"}, "unsupported")):
+        with pytest.raises(InputError, match=message):
+            result.save(**{"path": tmp_path / "x.wav", **bad})

@@ -42,7 +42,8 @@ def test_windows_start_overlap_seconds_before_what_exists():
     assert spans(plan_windows(8, 10, 5)) == [(0, 0, 8)]  # fits in one window: one pass
     assert spans(plan_windows(8, 10, 5, prime=3)) == [(0, 3, 8)]  # the whole prime is the context
     assert spans(plan_windows(18, 10, 4, prime=3)) == [(0, 3, 10), (6, 10, 16), (12, 16, 18)]
-    assert spans(plan_windows(20, 10, 2, prime=12)) == [(10, 12, 20)]  # a long prime: its last overlap seconds
+    # a long prime: the first window hears up to PRIME_CONTEXT (10 s) of it, so the stages keep its level
+    assert spans(plan_windows(20, 10, 2, prime=12)) == [(2, 12, 20)]
     assert spans(plan_windows(20, 10, 0)) == [(0, 0, 10), (10, 10, 20)]
 
 
@@ -85,7 +86,7 @@ def test_the_specs_window_and_overlap_are_the_defaults(tmp_path):
     assert cascade.generate("a slow piano", seconds=2.5, seed=1, overlap=0.5).overlap == 0.5
     from cadenza.core.spec.schema import spec_to_dict
 
-    assert spec_to_dict(cascade.pipeline.spec)["output"] == {"seconds": 0.5, "peak_dbfs": -1.0, "window": 1.0,
+    assert spec_to_dict(cascade.pipeline.spec)["output"] == {"seconds": 0.5, "peak_dbfs": None, "loudness": -14.0, "window": 1.0,
                                                              "overlap": 0.25}
 
 

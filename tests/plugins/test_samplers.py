@@ -14,8 +14,9 @@ def _registered() -> dict[str, ComponentEntry]:
     pm.register(samplers)
     entries = {}
 
-    def register(name, factory, *, config=NoConfig, description="", default_weights="random"):
-        entries[name] = ComponentEntry(name, "sampler", factory, config, description, default_weights)
+    def register(name, factory, *, config=NoConfig, description="", default_weights="random", needs_weights=True):
+        entries[name] = ComponentEntry(name, "sampler", factory, config, description, default_weights,
+                                       needs_weights=needs_weights)
 
     pm.hook.register_samplers(register=register)
     return entries
@@ -35,6 +36,7 @@ def test_registers_the_four_samplers_with_lazy_factories():
     assert set(entries) == {"greedy", "temperature", "top-k", "top-p"}
     for entry in entries.values():
         assert isinstance(entry.factory, str) and entry.description
+        assert entry.needs_weights is False  # a sampling rule: nothing learned, never "untrained"
         assert isinstance(build(entry.name), Sampler)
 
 

@@ -111,3 +111,12 @@ def test_mulan_conditioning_quick(tmp_path, render_corpus, write_spec):
     assert set(result["probes"]) == {"tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument"}
     assert all(0 <= v <= 1 for row in result["probes"].values() for v in row.values())
     assert "quantized text" in (tmp_path / "mulan_conditioning.md").read_text()
+
+
+def test_output_levels_quick(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "output_levels.py"), "--quick", "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((tmp_path / "output_levels.json").read_text())
+    assert all(r["written"]["true_peak_dbtp"] <= -1.0 and r["written"]["clipped"] == 0 for r in result["rows"])
+    assert (tmp_path / "output_levels.md").read_text().startswith("# Output levels")
+

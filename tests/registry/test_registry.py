@@ -167,4 +167,4 @@ def test_plugins_and_components_json(cli):
     top_k = next(c for c in json.loads(out) if c["name"] == "top-k")
     assert top_k["params"] == {"k": 50, "temperature": 1.0}
     code, out, _ = cli("components")
-    assert code == 0 and out.splitlines()[0].split() == ["KIND", "NAME", "PLUGIN", "DESCRIPTION"]
+    assert code == 0 and out.splitlines()[0].split() == ["KIND", "NAME", "PLUGIN", "WEIGHTS", "DESCRIPTION"]

@@ -14,10 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_specs import TINY_SPEC
+import yaml
+from tiny_specs import TINY_SPEC, codec_spec
 
+from cadenza.core.engine.cascade import Cascade
+from cadenza.core.spec.validate import check_tree
 from cadenza.plugins.workflows.bench.matrix import apply_overrides, load_matrix
 from cadenza.plugins.workflows.bench.measure import measure
+from cadenza.plugins.workflows.bench.report import noise_slots, to_markdown
 from cadenza.plugins.workflows.bench.run import RESULTS, Shard, _job, parse_shard, select
 from cadenza.core.errors import InputError, SpecError
 
@@ -128,6 +132,63 @@ def test_a_combination_that_fails_to_build_is_a_failed_row(matrix_file, registry
     assert bad.reason is None  # the validator only checks that the file exists
     row = measure(_job(bad, matrix, "cpu", 1, matrix.fingerprint("cpu")))
     assert row["status"] == "failed" and "model.safetensors" in row["error"] and "\n" not in row["error"]
+
+
+CODEC_MATRIX = f"""\
+name: codecs
+base: one-stage.yaml
+vary:
+  tokenizer: [mu-law, {{label: tiny-codec, {Q2_CODEC[1:-1]}}}]
+combinations:
+  - label: mu-law+trained-stage   # the stage's weights loaded from a file, no conditioner: nothing is random
+    set: {{conditioner: null, stages.lm.weights: ./stage}}
+prompts: prompts.jsonl
+seeds: 1
+seconds: 0.1
+warmup: false
+threads: 1
+metrics: [si-sdr, mel-distance]
+"""
+
+
+def test_a_codec_that_needs_no_weights_is_measured_for_real(matrix_file, register_plugin, cadenza_registry,
+                                                           monkeypatch):
+    """A codec registered with ``needs_weights=False`` is not "random": its fidelity is reported as real,
+    under random stages too, while a random codec's row still says speed only."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "registry"))
+    import weightless_plugin
+
+    register_plugin(weightless_plugin)
+    cadenza_registry.add_builtins("tiny", "transformer", "samplers", "evaluation")
+    folder = matrix_file.parent
+    base = codec_spec({"name": "mu-law"}, name="one-stage")
+    (folder / "one-stage.yaml").write_text(yaml.safe_dump(base))
+    unconditioned = {k: v for k, v in base.items() if k != "conditioner"}
+    stage = Cascade(check_tree(unconditioned, cadenza_registry), cadenza_registry).models["lm"]
+    stage.save_pretrained(folder / "stage")  # weights from a file: to the cascade, a trained stage
+    (folder / "codecs.yaml").write_text(CODEC_MATRIX)
+    matrix = load_matrix(folder / "codecs.yaml", cadenza_registry)
+    assert [c.reason for c in matrix.combinations] == [None] * 3
+    dsp, random, real = [measure(_job(c, matrix, "cpu", 1, matrix.fingerprint("cpu"))) for c in matrix.combinations]
+    assert [r["status"] for r in (dsp, random, real)] == ["ok"] * 3, [r.get("error") for r in (dsp, random, real)]
+
+    assert dsp["components"]["tokenizer"] == "mu-law" and dsp["random_weights"] == ["conditioner", "stages.lm.model"]
+    assert random["components"]["tokenizer"] == "tiny-codec@random" and "tokenizer" in random["random_weights"]
+    assert real["random_weights"] == []
+    assert dsp["metrics"]["codec.si_sdr"] > 20 > random["metrics"]["codec.si_sdr"]  # 8-bit mu-law vs an untrained net
+    assert math.isfinite(dsp["metrics"]["codec.mel_distance"])
+    assert noise_slots(dsp, "codec.si_sdr") == [] and noise_slots(random, "codec.si_sdr") == ["tokenizer"]
+    assert noise_slots(real, "codec.si_sdr") == noise_slots(real, "si_sdr") == []
+
+    page = to_markdown([dsp, random, real], {"name": "codecs", "machine": "here", "settings": "1 prompt"})
+    notes = {row["id"]: [line for line in page.splitlines() if line.startswith(f"- `{row['id']}`: random")]
+             for row in (dsp, random, real)}
+    assert len(notes[dsp["id"]]) == 1 and "codec fidelity (`codec.*`" in notes[dsp["id"]][0]
+    assert "speed only" not in notes[dsp["id"]][0]
+    assert len(notes[random["id"]]) == 1 and "speed only" in notes[random["id"]][0]
+    assert notes[real["id"]] == []
+    weights = {line.split(" | ")[0][2:]: line.split(" | ")[2] for line in page.splitlines() if line.startswith("| mu")}
+    assert weights == {"mu-law": "random", "mu-law+trained-stage": "trained"}
 
 
 def _table(path: Path) -> list[str]:

@@ -28,4 +28,5 @@ class MinPConfig:
 @hookimpl
 def register_samplers(register):
     register("min-p", "cadenza_example_plugin.sampler:MinPSampler", config=MinPConfig,
-             description="sample among tokens at least min_p times as likely as the best one")
+             description="sample among tokens at least min_p times as likely as the best one",
+             needs_weights=False)

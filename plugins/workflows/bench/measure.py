@@ -85,8 +85,9 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     pipeline = check_tree(job["tree"], registry, Path(job["base"]))
     cascade = Cascade(pipeline, registry, device)
     load_s = time.perf_counter() - start
+    random = cascade.random_components()
     out: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "load_s": load_s,
-                           "components": _components(pipeline), "random_weights": cascade.random_components(),
+                           "components": _components(pipeline, random), "random_weights": random,
                            "parameters": _parameters(cascade)}
     out["parameters_total"] = sum(v for v in out["parameters"].values() if v)
 
@@ -125,15 +126,10 @@ def _build_metrics(specs: list[dict[str, Any]], registry: Any, device: str) -> l
     return built
 
 
-def _components(pipeline: Any) -> dict[str, str]:
-    """slot -> component name (and weights when not the default), for the table."""
-    out = {}
-    for component in pipeline.components():
-        name = component.entry.name
-        if component.weights is not None and component.weights.is_random:
-            name += "@random"
-        out[component.slot] = name
-    return out
+def _components(pipeline: Any, random: list[str]) -> dict[str, str]:
+    """slot -> component name, ``@random`` where its weights are random (``random``: the
+    cascade's untrained slots, so a component that needs no weights is not marked)."""
+    return {c.slot: c.entry.name + ("@random" if c.slot in random else "") for c in pipeline.components()}
 
 
 def _parameters(cascade: Any) -> dict[str, int | None]:

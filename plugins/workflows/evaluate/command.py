@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "pipeline": str(args.pipeline), "prompts_file": str(prompts_file), "prompts": len(prompts),
         "seeds": args.seeds, "seconds": seconds,
-        "random_components": [c.slot for c in pipeline.components() if c.weights is not None and c.weights.is_random],
+        "random_components": pipeline.random_components(),
         "adherence": ev.summarize(prompts, scores, references, args.seeds), "fad": fad,
         "bad_lines": problems, "failed_clips": len(prompts) * args.seeds - len(generated),
         "command": "cadenza " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else "cadenza evaluate",

@@ -132,7 +132,8 @@ def generate(args: argparse.Namespace, jobs: Path, audio_dir: Path) -> int:
     from cadenza.core.cli.main import build_parser
 
     argv = ["generate", "--pipeline", str(args.pipeline), "--prompts", str(jobs), "--out", str(audio_dir),
-            "--resume", "--batch-size", str(args.batch_size), "--device", args.device]
+            "--resume", "--batch-size", str(args.batch_size), "--device", args.device,
+            "--loudness", "none"]  # adherence is the model's: the output stage would move every level
     return run_batch(build_parser().parse_args(argv + (["--quiet"] if args.quiet else [])))
 
 

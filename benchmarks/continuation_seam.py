@@ -26,12 +26,15 @@ before it (so a fix can be measured against the engine as it was):
 
     python benchmarks/continuation_seam.py --label after       # -> docs/benchmarks/continuation_seam.{json,md}
     python benchmarks/continuation_seam.py --corpus 2 --seeds 0 --out-dir scratch   # quicker
+    python benchmarks/continuation_seam.py --pipeline tiny-random --corpus 0 --segments 1 --seeds 0 \
+        --new-seconds 1 --out-dir scratch                                             # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -102,10 +105,10 @@ def flux_at_boundary(audio, rate: int, boundary: int) -> dict[str, float]:
             "percentile_in_new": round(float((new < flux[seam]).mean() * 100), 1)}
 
 
-def primes(prime_seconds: float, corpus: int, corpus_seed: int, rate: int):
+def primes(prime_seconds: float, corpus: int, corpus_seed: int, rate: int, segments: int | None = None):
     """``(name, prompt, audio [S] at rate)`` of every prime plus the second after it: segments
-    of each recording in ``tests/data`` (one every ``prime_seconds + 1`` s), then ``corpus``
-    rendered clips."""
+    of each recording in ``tests/data`` (one every ``prime_seconds + 1`` s, at most ``segments``
+    of each when given), then ``corpus`` rendered clips."""
     from longform_stability import rendered_corpus
 
     from cadenza.core.audio.io import load_audio, prepare
@@ -114,7 +117,7 @@ def primes(prime_seconds: float, corpus: int, corpus_seed: int, rate: int):
     for path in sorted(RECORDINGS.glob("*.wav")):
         audio, source = load_audio(path)
         mono = prepare(audio[None], source, rate, 1)[0, 0]
-        for k in range(int(mono.shape[-1] / rate // span)):
+        for k in range(min(int(mono.shape[-1] / rate // span), segments if segments is not None else math.inf)):
             yield f"{path.name}@{k * span:g}s", PROMPT, mono[round(k * span * rate):round((k + 1) * span * rate)]
     if corpus:
         for row, audio, source in rendered_corpus(corpus, span, corpus_seed):
@@ -184,16 +187,23 @@ def _max_band_gap(a: dict, b: dict) -> float:
     return round(max(abs(a[k] - b[k]) for k in a), 2)
 
 
-def _jump(rows: list[dict], after: str, before: str, band: str, absolute: bool = False) -> float:
-    values = [r[after][band] - r[before][band] for r in rows if r[after] is not None]
+def _jump(rows: list[dict], after: str, before: str, band: str, absolute: bool = False) -> float | None:
+    """Mean of ``after - before`` in ``band`` over the rows that have both; None when none has
+    (the tokens' spectra of a codec without ``magnitudes``)."""
+    values = [r[after][band] - r[before][band] for r in rows if r[after] is not None and r[before] is not None]
+    if not values:
+        return None
     return round(statistics.fmean(abs(v) for v in values) if absolute else statistics.fmean(values), 2)
 
 
-def _correlation(rows: list[dict], band: str) -> float:
+def _correlation(rows: list[dict], band: str) -> float | None:
     """Across clips: how well the seam's jump follows the gap between the pipeline's own level
-    and the prime's (1: the new part goes wherever the pipeline's own level is)."""
+    and the prime's (1: the new part goes wherever the pipeline's own level is); None when fewer
+    than two clips, or either side does not vary, leave nothing to correlate."""
     jumps = [r["after"][band] - r["before"][band] for r in rows]
     gaps = [r["own_level"][band] - r["before"][band] for r in rows]
+    if len(rows) < 2 or len(set(jumps)) < 2 or len(set(gaps)) < 2:
+        return None
     return round(statistics.correlation(jumps, gaps), 2)
 
 
@@ -231,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-seconds", type=float, default=3.0, help="seconds generated after the prime")
     parser.add_argument("--corpus", type=int, default=8, help="rendered corpus clips to prime with (default: 8)")
     parser.add_argument("--corpus-seed", type=int, default=2026)
+    parser.add_argument("--segments", type=int, default=None,
+                        help="at most this many primes from each recording (default: every segment)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated generation seeds (default: 0,1)")
     parser.add_argument("--window", type=float, default=None, help="generation window (default: the spec's)")
     parser.add_argument("--overlap", type=float, default=None)
@@ -244,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     load = load_average()
     cascade = Cascade.from_spec(args.pipeline)
-    clips = list(primes(args.prime_seconds, args.corpus, args.corpus_seed, cascade.sample_rate))
+    clips = list(primes(args.prime_seconds, args.corpus, args.corpus_seed, cascade.sample_rate, args.segments))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     rows = measure(cascade, clips, args.prime_seconds, args.new_seconds, seeds, args.window, args.overlap, args.hold)
     run = {"label": args.label, "command": command_line(argv), "pipeline": args.pipeline,
@@ -264,8 +276,8 @@ def markdown(result: dict) -> str:
     runs = result["runs"]
     bands = [b[0] for b in BANDS]
 
-    def triple(values: dict) -> str:
-        return " / ".join(f"{values[b]:+.1f}" for b in bands)
+    def triple(values: dict, spec: str = "+.1f") -> str:
+        return " / ".join("n/a" if values[b] is None else format(values[b], spec) for b in bands)
 
     lines = ["# Continuation seam", "",
              "What happens to the sound where a continuation takes over from its prime "
@@ -288,7 +300,7 @@ def markdown(result: dict) -> str:
         ("second before the boundary minus the pipeline's own level", lambda s: triple(s["before_minus_own_level_db"])),
         ("second after the boundary minus the pipeline's own level", lambda s: triple(s["after_minus_own_level_db"])),
         ("correlation of the jump with the gap from the prime to the pipeline's own level",
-         lambda s: " / ".join(f"{s['jump_follows_own_level'][b]:.2f}" for b in bands)),
+         lambda s: triple(s["jump_follows_own_level"], ".2f")),
         ("spectral flux at the seam (dB per mel band)", lambda s: f"{s['flux_seam']:.2f}"),
         ("median flux inside the prime / new part", lambda s: f"{s['flux_prime_median']:.2f} / {s['flux_new_median']:.2f}"),
         ("seam flux percentile among the prime's / new part's", lambda s: f"{s['flux_percentile_in_prime']:.0f} / "

@@ -7,6 +7,10 @@ on (they were calibrated on seed 1).
 
     python benchmarks/estimator_accuracy.py            # 150 clips x 5 s, seed 123 -> docs/benchmarks/
     python benchmarks/estimator_accuracy.py --quick    # 12 clips x 3 s (smoke test)
+    python benchmarks/estimator_accuracy.py --previous docs/benchmarks/estimator_accuracy.json  # + a "before" column
+
+``--previous`` reads a result this script wrote before (read before the new one replaces it) and
+puts its accuracy beside the new one, so a change to an estimator is recorded with what it changed.
 
 It renders the corpus exactly as ``cadenza corpus --n N --seconds S --seed SEED`` does (same
 function, in a temporary folder unless ``--corpus DIR``), runs the ``attributes`` metric on
@@ -131,6 +135,11 @@ def packaged_classifier() -> dict:
             "train_clips": data.get("train"), "valid_accuracy": training.get("valid_accuracy")}
 
 
+def name_in(runs: dict, rate: str) -> bool:
+    """Whether an earlier result has a run at ``rate``."""
+    return rate in runs and "accuracy" in runs[rate]
+
+
 def _errors(confusion: dict[str, int]) -> str:
     wrong = [f"{k} {v}" for k, v in confusion.items() if k.split(" -> ")[0] != k.split(" -> ")[1]]
     return ", ".join(wrong) or "none"
@@ -146,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--soundfont", help="render with this SoundFont (default: as `cadenza corpus` finds one)")
     parser.add_argument("--corpus", type=Path, help="render into (or reuse) this folder instead of a temporary one")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks")
+    parser.add_argument("--previous", type=Path, help="an earlier result (JSON) to show beside this one as 'before'")
     args = parser.parse_args(argv)
+    previous = json.loads(args.previous.read_text()) if args.previous else None
     n, seconds = (12, 3.0) if args.quick else (args.n, args.seconds)
     command = "python benchmarks/estimator_accuracy.py" + (" " + shlex.join(sys.argv[1:] if argv is None else argv)
                                                            if (sys.argv[1:] if argv is None else argv) else "")
@@ -176,15 +187,18 @@ def main(argv: list[str] | None = None) -> None:
         "soundfont": Path(args.soundfont or str(find_soundfont())).name, "render_seconds": round(summary["elapsed"], 1),
         "checks": {name: meaning for name, meaning, _ in CHECKS}, "instrument_groups": GROUPS,
         "majority_baseline": baseline, "runs": runs,
+        "previous": None if previous is None else {"command": previous["command"], "runs": previous["runs"]},
         "machine": {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version()},
     }
     rate_names = list(runs)
+    before = [r for r in rate_names if previous is not None and name_in(previous["runs"], r)]
     header = "| attribute | " + " | ".join(f"accuracy at {int(r) // 1000} kHz" for r in rate_names) + \
-             " | majority / chance | what counts as right |"
-    lines = [header, "|---|" + "---:|" * len(rate_names) + "---:|---|"]
+             "".join(f" | before, {int(r) // 1000} kHz" for r in before) + " | majority / chance | what counts as right |"
+    lines = [header, "|---|" + "---:|" * (len(rate_names) + len(before)) + "---:|---|"]
     for name, meaning, _ in CHECKS:
-        cells = " | ".join(f"{runs[r]['accuracy'][name]:.1%}" for r in rate_names)
+        cells = " | ".join(f"{runs[r]['accuracy'][name]:.1%}" for r in rate_names) + \
+            "".join(f" | {previous['runs'][r]['accuracy'].get(name, float('nan')):.1%}" for r in before)
         base = f"{baseline[name]:.1%}" if name in baseline else "-"
         lines.append(f"| {name} | {cells} | {base} | {meaning} |")
     speed = ", ".join(f"{runs[r]['seconds_per_clip']:.2f} s per clip at {int(r) // 1000} kHz" for r in rate_names)
@@ -195,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         f"`{result['corpus_command']}` ({n} clips x {seconds:g} s; the estimators' thresholds were calibrated on "
         "seed 1, never on these clips) and runs the `attributes` metric without the instrument, and the "
         "`register` metric with the clip's instrument and without one, on every clip, as rendered (24 kHz) and "
-        "resampled to 16 kHz.", "",
+        "resampled to 16 kHz."
+        + (f" The \"before\" columns are the result of `{previous['command']}` read from `{args.previous}` "
+           "before this run replaced it." if previous is not None else ""), "",
         *lines, "",
         f"Speed: {speed} (the instrument classifier and all estimators on one shared analysis, then the "
         "register metric twice: with the clip's instrument and without one).", "",

@@ -12,6 +12,12 @@ measured memory bandwidth (batch 1 decoding is bandwidth-bound on a CPU).
 
     python benchmarks/musicgen_speed.py               # -> docs/benchmarks/musicgen_speed.{json,md}
     python benchmarks/musicgen_speed.py --quick       # tiny shape, into a temporary folder
+    python benchmarks/musicgen_speed.py --melody      # musicgen-melody (chroma + text prefix) -> musicgen_melody_speed
+
+``--melody`` measures the ``musicgen-melody`` stage the same way at the same decoder shape
+(musicgen-melody itself is medium-sized; the per-step work beyond the decoder is what differs): a
+random one-hot chroma of 10 s is the melody on both sides, given to the library as
+``input_features``, so its 235-frame prefix plus the text enter the cache at the first step.
 """
 
 from __future__ import annotations
@@ -30,18 +36,30 @@ from cadenza.core.components import StageRequest
 from cadenza.core.engine.decode import decode_stage
 from cadenza.core.layout import StageLayout, StreamSlice
 from cadenza.core.types import Conditioning, ConditioningInfo
+from cadenza.plugins.musicgen.chroma import ChromaSettings
+from cadenza.plugins.musicgen.melody_model import MelodyConditioned, MusicgenMelodyStage
 from cadenza.plugins.musicgen.model import MusicgenStage
 
 SMALL = {"hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096, "codebooks": 4, "vocab": 2048,
          "text": {"d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_heads": 12}}
 QUICK = {"hidden": 64, "layers": 2, "heads": 4, "ffn": 128, "codebooks": 4, "vocab": 64,
          "text": {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4}}
+CHROMA_LENGTH = 235  # musicgen-melody's: 30 s of chroma frames
+
+
+def chroma(batch: int) -> torch.Tensor:
+    """A melody's one-hot chroma ``[B, 78, 12]`` (10 s), the same on both sides."""
+    classes = torch.randint(0, 12, (batch, 78), generator=torch.Generator().manual_seed(batch))
+    return torch.nn.functional.one_hot(classes, 12).float()
+
+
 PROMPTS = ["80s pop track with bassy drums and synth", "90s rock song with loud guitars and heavy drums",
            "a calm piano piece", "lo-fi hip hop with a jazzy sample"]
 
 
-def build(shape: dict):
+def build(shape: dict, melody: bool = False):
     from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration,
+                              MusicgenMelodyConfig, MusicgenMelodyDecoderConfig, MusicgenMelodyForConditionalGeneration,
                               T5Config)
 
     text = T5Config(vocab_size=32128, dropout_rate=0.0, **shape["text"])
@@ -49,15 +67,22 @@ def build(shape: dict):
                           codebook_dim=16, hidden_size=16, upsampling_ratios=[8, 5, 4, 4],
                           target_bandwidths=[0.55 * shape["codebooks"] * 2], num_residual_layers=1, compress=2)
     vocab = shape["vocab"]
-    decoder = MusicgenDecoderConfig(vocab_size=vocab, num_hidden_layers=shape["layers"], ffn_dim=shape["ffn"],
+    decoder = (MusicgenMelodyDecoderConfig if melody else MusicgenDecoderConfig)(vocab_size=vocab, num_hidden_layers=shape["layers"], ffn_dim=shape["ffn"],
                                     num_attention_heads=shape["heads"], hidden_size=shape["hidden"],
                                     num_codebooks=shape["codebooks"], pad_token_id=vocab, bos_token_id=vocab,
                                     decoder_start_token_id=vocab)
+    parts = {"text_encoder": text.to_dict(), "audio_encoder": codec.to_dict(), "decoder": decoder.to_dict()}
     torch.manual_seed(0)
-    model = MusicgenForConditionalGeneration(MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(),
-                                                            decoder=decoder.to_dict())).eval()
+    if melody:
+        model = MusicgenMelodyForConditionalGeneration(MusicgenMelodyConfig(**parts, chroma_length=CHROMA_LENGTH)).eval()
+    else:
+        model = MusicgenForConditionalGeneration(MusicgenConfig(**parts)).eval()
     layout = StageLayout("lm", (), StreamSlice("acoustic", 0, shape["codebooks"], vocab, 50.0),
-                         ConditioningInfo("sequence", dim=shape["text"]["d_model"], length=64), "cross")
+                         ConditioningInfo("sequence", dim=shape["text"]["d_model"], length=64),
+                         "prefix" if melody else "cross")
+    if melody:
+        return model, MusicgenMelodyStage(model.decoder, model.enc_to_dec_proj, model.audio_enc_to_dec_proj, layout,
+                                          CHROMA_LENGTH, ChromaSettings())
     return model, MusicgenStage(model.decoder, model.enc_to_dec_proj, layout)
 
 
@@ -66,7 +91,7 @@ def inputs(batch: int) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def run_library(model, batch: int, frames: int, codebooks: int) -> torch.Tensor:
+def run_library(model, batch: int, frames: int, codebooks: int, melody: bool = False) -> torch.Tensor:
     caught = {}
     decode = model.audio_encoder.decode
 
@@ -76,7 +101,8 @@ def run_library(model, batch: int, frames: int, codebooks: int) -> torch.Tensor:
 
     model.audio_encoder.decode = keep
     try:
-        model.generate(**inputs(batch), do_sample=False, guidance_scale=3.0, max_new_tokens=frames + codebooks - 1)
+        extra = {"input_features": chroma(batch)} if melody else {}
+        model.generate(**inputs(batch), **extra, do_sample=False, guidance_scale=3.0, max_new_tokens=frames + codebooks - 1)
     finally:
         model.audio_encoder.decode = decode
     return caught["codes"][0]
@@ -91,6 +117,8 @@ def run_cadenza(model, stage, batch: int, frames: int) -> torch.Tensor:
     with torch.inference_mode():
         states = model.text_encoder(**batch_inputs).last_hidden_state
     conditioning = Conditioning("sequence", states, batch_inputs["attention_mask"].bool())
+    if isinstance(stage, MusicgenMelodyStage):
+        stage = MelodyConditioned(stage, chroma(batch))
     return decode_stage(stage, StageRequest(batch, conditioning=conditioning), frames, lambda x, g: x.argmax(-1),
                         guidance_scale=3.0)
 
@@ -114,20 +142,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per side and batch size")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny shape: a smoke test")
+    parser.add_argument("--melody", action="store_true", help="the musicgen-melody stage, with a melody")
     args = parser.parse_args(argv)
     shape = QUICK if args.quick else SMALL
     out_dir = Path(args.out_dir or (tempfile.mkdtemp(prefix="musicgen_speed.") if args.quick else "docs/benchmarks"))
     load_at_start = load_average()
-    model, stage = build(shape)
+    model, stage = build(shape, melody=args.melody)
+    library = lambda batch, frames: run_library(model, batch, frames, shape["codebooks"], args.melody)  # noqa: E731
     decoder_bytes = sum(p.numel() * p.element_size() for p in model.decoder.parameters())
     runs, agree = [], True
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        run_library(model, batch, 2, shape["codebooks"]), run_cadenza(model, stage, batch, 2)  # warm-up
+        library(batch, 2), run_cadenza(model, stage, batch, 2)  # warm-up
         times = {"transformers": [], "cadenza": []}
         for _ in range(args.repeats):
             for side in ("transformers", "cadenza"):
                 start = time.perf_counter()
-                codes = (run_library(model, batch, args.frames, shape["codebooks"]) if side == "transformers"
+                codes = (library(batch, args.frames) if side == "transformers"
                          else run_cadenza(model, stage, batch, args.frames))
                 times[side].append(time.perf_counter() - start)
                 if side == "transformers":
@@ -145,17 +175,19 @@ def main(argv: list[str] | None = None) -> dict:
                                                        if x["side"] == "transformers" and x["batch"] == r["batch"]), 2)
              for r in runs if r["side"] == "cadenza"}
     result = {"command": command_line(argv), "machine": machine_info(load_at_start), "shape": shape,
+              "model": "musicgen-melody" if args.melody else "musicgen",
               "frames": args.frames, "runs": runs, "cadenza_over_transformers": ratio, "same_codes": agree,
               "decoder_weight_bytes": decoder_bytes, "bandwidth_gb_s": round(bandwidth, 1),
               "ceiling_steps_per_s_batch1": round(bandwidth * 1e9 / decoder_bytes, 2),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    write_results(out_dir, "musicgen_speed", result, markdown(result))
+    write_results(out_dir, "musicgen_melody_speed" if args.melody else "musicgen_speed", result, markdown(result))
     return result
 
 
 def markdown(result: dict) -> str:
     s, m = result["shape"], result["machine"]
-    lines = ["# MusicGen decode speed: Cadenza vs transformers", "", f"Command: `{result['command']}`", "",
+    title = "MusicGen-melody" if result.get("model") == "musicgen-melody" else "MusicGen"
+    lines = [f"# {title} decode speed: Cadenza vs transformers", "", f"Command: `{result['command']}`", "",
              f"Machine: {m['cpu_count']} CPUs ({m['processor'] or m['machine']}), torch {m['torch']}, "
              f"{m['threads']} torch threads, load average at start {m['load_average']}.", "",
              f"Shape: decoder width {s['hidden']}, {s['layers']} layers, {s['heads']} heads, {s['codebooks']} x "

@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 from recording import command_line, load_average, machine_info, write_results
 
-from cadenza.core.audio.loudness import integrated_loudness, to_db, true_peak
+from cadenza.core.audio.loudness import apply_output_stage
 from cadenza.core.engine.cascade import Cascade
 from cadenza.core.spec.validate import load_pipeline
 from cadenza.registry import get_registry
@@ -33,10 +33,11 @@ LOUD = ["fast loud drums and brass", "a loud energetic rock guitar with drums", 
         "fast loud electronic drums"]
 
 
-def levels_of(audio, rate: int) -> dict:
-    """Loudness, true peak and clipped samples of one clip ``[C, S]`` (numpy)."""
-    return {"lufs": round(integrated_loudness(audio, rate), 2), "true_peak_dbtp": round(to_db(true_peak(audio)), 2),
-            "clipped": int((abs(audio) >= 1.0).sum())}
+def levels_of(report: dict) -> dict:
+    """Loudness, true peak and clipped samples of one clip, from the output stage's record of it
+    (``Generation.levels``: what the limiter left, measured after it)."""
+    return {"lufs": report["output_lufs"], "true_peak_dbtp": report["true_peak_dbtp"],
+            "clipped": report["clipped_samples"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     raw_spec = attrs.evolve(pipeline.spec, output=attrs.evolve(pipeline.spec.output, peak_dbfs=None, loudness=None,
                                                                true_peak=None))
     cascade = Cascade(attrs.evolve(pipeline, spec=raw_spec), registry)
-    staged = Cascade(pipeline, registry)  # the spec's own output stage, used only to level the raw audio
+    settings = Cascade(pipeline, registry).level_settings  # the spec's own output stage, to level the raw audio
     rows = []
     for group, prompts in (("soft", SOFT[:1] if args.quick else SOFT), ("loud", LOUD[:1] if args.quick else LOUD)):
         for prompt in prompts:
@@ -64,12 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
                 result = cascade.generate(prompt, seconds=args.seconds, seed=seed, watermark=False)
                 raw = result.audio
                 start = time.perf_counter()
-                leveled, reports = staged._level(raw, args.seconds)
-                written, reports = staged._limit(leveled, reports)
+                _, reports = apply_output_stage(raw, result.sample_rate, settings)
                 stage_seconds = time.perf_counter() - start
                 rows.append({"group": group, "prompt": prompt, "seed": seed,
-                             "raw": levels_of(raw[0].numpy(), result.sample_rate),
-                             "written": levels_of(written[0].numpy(), result.sample_rate),
+                             "raw": levels_of(result.levels[0]), "written": levels_of(reports[0]),
                              "gain_db": reports[0]["gain_db"],
                              "limiter_db": reports[0].get("limiter_max_reduction_db"),
                              "stage_seconds": round(stage_seconds, 3)})

@@ -183,16 +183,13 @@ def measure_stage(cascade: Cascade, name: str, cache: TokenCache, audio: list[to
 
 
 def measure_trainer(spec: Path, cache: Path, name: str, shape: dict, folder: Path) -> dict:
-    from cadenza.core.cli.main import build_parser
+    from cadenza.plugins.workflows.train.config import TrainConfig
     from cadenza.plugins.workflows.train.trainer import train
 
     steps = shape["warmup"] + shape["steps"]
     run = folder / f"run-{name}"
-    args = build_parser().parse_args([
-        "train", "-p", str(spec), "--stage", name, "--cache", str(cache), "--out", str(run), "--steps", str(steps),
-        "--batch-size", str(shape["batch"]), "--seconds", str(shape["crop_seconds"]), "--conditioning", "text",
-        "--checkpoint-every", str(steps), "--valid-every", str(steps)])
-    train(args)
+    train(TrainConfig(pipeline=spec, stage=name, cache=cache, out=run, steps=steps, batch_size=shape["batch"],
+                      seconds=shape["crop_seconds"], conditioning="text", checkpoint_every=steps, valid_every=steps))
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > shape["warmup"]]
     return {"trainer_tokens_per_s": round(statistics.median(rates), 1)}

@@ -31,8 +31,8 @@ marked with a random payload, then:
     python benchmarks/watermark_robustness.py --calibrate-perth   # re-measure perth's stored null sample
 
 ``--calibrate-perth`` renders a corpus with another seed (99, never used by the benchmark),
-scores 1,000 clean windows per duration bucket with Perth-Net's detector, and writes them into
-plugins/perth/model.py (NULL_SCORES): the null sample its p-values are counted against.
+scores 1,000 clean windows per duration bucket with Perth-Net's detector, and writes them to
+plugins/perth/null_scores.json (atomically): the null sample its p-values are counted against.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from cadenza.core.audio.io import load_audio
 from cadenza.core.components import BuildContext
 from cadenza.core.engine.weights import parse_weights
 from cadenza.core.errors import CadenzaError
-from cadenza.core.files.atomic import atomic_path, write_text
+from cadenza.core.files.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "watermark_robustness"
@@ -411,9 +411,10 @@ def upper_95(k: int, n: int) -> float:
 # -- perth calibration ----------------------------------------------------------------------------
 
 def calibrate_perth(args) -> None:
-    """Score clean windows with Perth-Net's detector, per duration bucket, and store them in plugins/perth/model.py."""
+    """Score clean windows with Perth-Net's detector, per duration bucket, and store them in plugins/perth/null_scores.json."""
     from cadenza.plugins.perth import PACKAGED, PerthConfig
-    from cadenza.plugins.perth.model import BUCKETS, build
+    from cadenza.plugins.perth.model import build
+    from cadenza.plugins.perth.null_sample import BUCKETS, FILE_NAME, null_scores_text, write_null_scores
 
     mark = build(PerthConfig(), BuildContext(weights=parse_weights(PACKAGED)))
     per_bucket = 60 if args.quick else 1000
@@ -445,28 +446,15 @@ def calibrate_perth(args) -> None:
         print(f"bucket <= {upper:g} s: {per_bucket} scores, median {np.median(scores):.3f}, "
               f"99th percentile {np.quantile(scores, 0.99):.3f}", flush=True)
         lower = upper
-    source = ROOT / "plugins" / "perth" / "model.py"
-    text = source.read_text()
-    begin = "# -- null sample (written by benchmarks/watermark_robustness.py --calibrate-perth) --"
-    end = "# -- end of null sample --"
-    head, rest = text.split(begin)
-    _, tail = rest.split(end)
-    lines = [begin, f"# {per_bucket} clean windows per bucket: corpus seed {CALIBRATION_SEED} ({len(clips)} clips x "
-             f"{clip_seconds:g} s; one in ten windows noise),",
-             f"# lengths uniform within the bucket (from 0.5 s; the last bucket up to {clip_seconds:g} s).",
-             "NULL_SCORES: dict[float, tuple[float, ...]] = {"]
-    for upper, scores in null.items():
-        key = "math.inf" if not math.isfinite(upper) else f"{upper!r}"
-        lines.append(f"    {key}: (")
-        for j in range(0, len(scores), 12):
-            lines.append("        " + " ".join(f"{s:.4f}," for s in scores[j:j + 12]))
-        lines.append("    ),")
-    lines += ["}", end]
+    measured = (f"{per_bucket} clean windows per bucket: corpus seed {CALIBRATION_SEED} ({len(clips)} clips x "
+                f"{clip_seconds:g} s; one in ten windows noise), lengths uniform within the bucket (from 0.5 s; "
+                f"the last bucket up to {clip_seconds:g} s)")
+    target = ROOT / "plugins" / "perth" / FILE_NAME
     if args.quick:
-        print("\n".join(lines[:6]) + "\n... (--quick: not written)")
+        print(null_scores_text(null, measured)[:400] + "\n... (--quick: not written)")
         return
-    write_text(source, head + "\n".join(lines) + tail)
-    print(f"wrote {sum(len(s) for s in null.values())} null scores into {source.relative_to(ROOT)}")
+    write_null_scores(target, null, measured)
+    print(f"wrote {sum(len(s) for s in null.values())} null scores to {target.relative_to(ROOT)}")
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -149,6 +149,17 @@ class StageModel(Protocol):
     def step(self, state: Any, tokens: "torch.Tensor") -> "torch.Tensor":
         """Append ``tokens`` ``[B]`` to the state; return logits ``[B, V]`` for the next one."""
 
+    # Optional, for models that predict every codebook per step (MusicGen): ``codebook_delays``,
+    # see cadenza.core.engine.delayed_decode.
+    # Optional, for models conditioned by a melody's sound (MusicGen-melody's chroma): the config
+    # class sets ``conditions_on_melody: ClassVar[bool] = True`` (so a pipeline is known to take a
+    # melody before anything is built) and the model has ``melody_sample_rate: int`` and
+    # ``with_melody(audio [B, S] mono float at that rate) -> StageModel``: the same model with
+    # that audio in its conditioning. ``--melody`` then conditions this stage instead of steering
+    # a semantic stage: the cascade gives each window the melody from the window's first frame
+    # on (cycled past its end; a MIDI melody rendered by cadenza.core.steering.melody.synthesize),
+    # and under guidance the null rows (``drop_conditioning``) get the model's null melody.
+
 
 @attrs.frozen
 class StageRequest:

@@ -85,6 +85,11 @@ def register_stage_models(register: Registrar) -> None:
     sizes itself from it. The config class may implement ``check(layout, weights) -> list[str]``
     to report incompatibilities (e.g. a checkpoint trained for another codec) before building.
     The component implements :class:`cadenza.core.components.StageModel`.
+
+    A stage conditioned on a melody's audio (MusicGen-melody's chroma) says so with a config
+    class attribute ``conditions_on_melody = True``; its model then has ``melody_sample_rate``
+    and ``with_melody(audio)``, which returns the stage with that audio in its conditioning,
+    and ``--melody`` goes to it instead of steering the semantic stage.
     """
 
 

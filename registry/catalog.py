@@ -1,7 +1,11 @@
 """The name tables: which component (and preset) names exist, and which plugin owns each.
 
 Each plugin's registration hooks are called one plugin at a time, so a plugin that raises
-is reported on its own and contributes nothing, while the others keep working. A name
+is reported on its own and contributes nothing, while the others keep working. They are
+called through pluggy's hook machinery (``pm.hook.register_x(register=...)``), on a plugin
+manager that holds that plugin alone: pluggy's own way to call a hook on a subset of plugins,
+``subset_hook_caller``, keeps the plugins it leaves out in a set, and a plugin object need not
+be hashable (a ``types.SimpleNamespace`` of hook functions is not). A
 registered by two plugins is a conflict: it is removed from the table and using it raises
 an error naming both plugins.
 """
@@ -40,8 +44,7 @@ class Registry:
     """A pluggy plugin manager plus the component and preset tables built from it."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self.pm = _manager()
         self.plugins: dict[str, PluginRecord] = {}
         self._components: dict[tuple[str, str], ComponentEntry] = {}
         self._pipelines: dict[str, PipelinePreset] = {}
@@ -63,7 +66,7 @@ class Registry:
         except Exception as exc:  # pluggy validates hook signatures here
             record.error = f"{type(exc).__name__}: {exc}"
             return record
-        record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        record.hooks = sorted({caller.name for caller in self.pm.get_hookcallers(plugin) or []})
         try:
             components, presets = self._collect(plugin, name, record)
         except Exception as exc:
@@ -84,18 +87,17 @@ class Registry:
         return record
 
     def _collect(self, plugin: object, name: str, record: PluginRecord) -> tuple[list[ComponentEntry], list[PipelinePreset]]:
+        """Call ``plugin``'s registration hooks through pluggy, each with a ``register`` callback
+        that attributes what it registers to this plugin; its errors propagate to the caller."""
         components: list[ComponentEntry] = []
         presets: list[PipelinePreset] = []
-        for caller in self.pm.get_hookcallers(plugin) or []:
-            impls = [impl for impl in caller.get_hookimpls() if impl.plugin_name == name]
-            for impl in impls:
-                if caller.name in REGISTRATION_HOOKS:
-                    register = _component_registrar(REGISTRATION_HOOKS[caller.name], record, components)
-                elif caller.name == PIPELINE_HOOK:
-                    register = _pipeline_registrar(name, presets)
-                else:
-                    continue
-                impl.function(*[{"register": register}[arg] for arg in impl.argnames])
+        alone = _manager()
+        alone.register(plugin, name=name)
+        for hook in dict.fromkeys(caller.name for caller in alone.get_hookcallers(plugin) or []):  # one per impl
+            if hook in REGISTRATION_HOOKS:
+                getattr(alone.hook, hook)(register=_component_registrar(REGISTRATION_HOOKS[hook], record, components))
+            elif hook == PIPELINE_HOOK:
+                getattr(alone.hook, hook)(register=_pipeline_registrar(name, presets))
         return components, presets
 
     def _add(self, key: tuple[str, str], value: Any, plugin: str) -> None:
@@ -139,6 +141,13 @@ class Registry:
                for r in self.plugins.values() if r.error]
         out += [conflict_message(k, n, owners) for (k, n), owners in self.conflicts.items()]
         return out
+
+
+def _manager() -> pluggy.PluginManager:
+    """A plugin manager that knows Cadenza's hook specs (the whole plugin API)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
 
 
 def unknown_message(kind: str, name: str, available: Iterable[str]) -> str:

@@ -4,7 +4,8 @@ torchaudio cannot be a dependency of the core install, and the codecs, condition
 and the ``--plot`` spectrogram must agree on one set of filters, so they are defined here once:
 :func:`mel_filterbank` (torch, Slaney or HTK, torchaudio's layout) for the models and the plot,
 :func:`htk_mel_filters` (numpy, with the centre frequencies) for the attribute estimators and the
-instrument classifier trained on their features. torch and numpy are imported when a function
+instrument classifier trained on their features, and :func:`mel_spectrogram` (a centred Hann STFT
+through those filters) for the metrics that compare spectra. torch and numpy are imported when a function
 runs, so importing this module costs nothing.
 """
 
@@ -79,7 +80,12 @@ def mel_filterbank(
 
 def htk_mel_filters(n_fft: int, n_mels: int, rate: int, fmin: float = 30.0,
                     fmax: float = 11000.0) -> tuple[np.ndarray, np.ndarray]:
-    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` equally spaced on the HTK mel scale, and their centres (Hz)."""
+    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` equally spaced on the HTK mel scale, and their centres (Hz).
+
+    The triangles of ``mel_filterbank(..., scale="htk").T`` between ``fmin`` and ``fmax``, in numpy
+    float64: the attribute estimators run without torch, and the packaged instrument classifier was
+    trained on exactly these filters (torch's float64 edges differ from numpy's by ~1e-12 Hz, so the
+    two cannot share one body and stay bit-identical)."""
     import numpy as np
 
     mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
@@ -89,3 +95,25 @@ def htk_mel_filters(n_fft: int, n_mels: int, rate: int, fmin: float = 30.0,
     lower = (freqs[None, :] - edges[:-2, None]) / np.maximum(edges[1:-1, None] - edges[:-2, None], 1e-9)
     upper = (edges[2:, None] - freqs[None, :]) / np.maximum(edges[2:, None] - edges[1:-1, None], 1e-9)
     return np.maximum(0.0, np.minimum(lower, upper)), edges[1:-1]
+
+
+def mel_spectrogram(x: torch.Tensor, sample_rate: int, n_fft: int, hop: int, n_mels: int, power: int = 2,
+                    norm: Literal["slaney"] | None = None) -> torch.Tensor:
+    """``[..., S]`` -> mel energies ``[..., n_mels, frames]`` of a centred Hann STFT (reflect padded,
+    torch's default), Slaney-scale filters from :func:`mel_filterbank`; ``power`` 1 sums magnitudes,
+    2 powers. Audio shorter than one window is zero padded to one, so every clip has a frame.
+
+    The metrics that compare spectra (``mel-distance``'s multi-resolution log-mel, FAD's mel-stats
+    embedding) read them through this one function, in ``x``'s dtype. (The models' front ends keep
+    their own framing where a checkpoint fixed it: uncentred frames, HTK filters, a packaged codebook.)
+    """
+    import torch
+
+    x = torch.nn.functional.pad(x, (0, max(0, n_fft - x.shape[-1])))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft, dtype=x.dtype), return_complex=True).abs()
+    if power == 2:
+        spec = spec ** 2
+    elif power != 1:
+        raise ValueError(f"power must be 1 (magnitude) or 2 (power), got {power!r}")
+    bank = mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate, norm=norm).to(x.dtype)
+    return torch.einsum("fm,...ft->...mt", bank, spec)

@@ -15,11 +15,16 @@ as it likes): the gain each sample needs to keep its true peak (4x oversampled, 
 under the ceiling, widened by a minimum filter and smoothed by a Hann window no wider than that
 minimum, is never above what any sample needs, so no peak passes, and it moves over tens of
 milliseconds, so it does not distort what it turns down.
+
+:func:`apply_output_stage` is the whole stage on a batch, in its one order: the gain, then the
+watermark (a callback, so this module knows no watermark), then the limiter, so nothing added
+after the gain can pass the ceiling. The cascade and ``benchmarks/output_levels.py`` both call it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -37,13 +42,16 @@ class LevelSettings:
 
     ``loudness``: target LUFS, or None for no loudness gain; ``keep``: fraction of the clip's
     distance from ``reference`` LUFS kept (``reference`` None: the target); ``true_peak``:
-    the limiter's ceiling in dBTP, or None to clip to [-1, 1] only.
+    the limiter's ceiling in dBTP, or None to clip to [-1, 1] only; ``peak_dbfs``: a legacy
+    spec's peak normalisation (each clip's sample peak set to this), which replaces the
+    loudness gain when set.
     """
 
     loudness: float | None = -14.0
     keep: float = 0.0
     reference: float | None = None
     true_peak: float | None = -1.0
+    peak_dbfs: float | None = None
 
     def target_for(self, measured: float) -> float:
         """The loudness a clip measured at ``measured`` LUFS should have."""
@@ -154,6 +162,55 @@ def finish_levels(audio: np.ndarray, rate: int, settings: LevelSettings) -> tupl
     report.update(output_lufs=_round(integrated_loudness(audio, rate)), true_peak_dbtp=_round(to_db(true_peak(audio))),
                   clipped_samples=clipped)
     return audio, report
+
+
+def apply_output_stage(audio: Any, rate: int, settings: LevelSettings, primed: bool = False,
+                       mark: Callable[[Any], Any] | None = None) -> tuple[Any, tuple[dict[str, Any], ...]]:
+    """The output stage on ``[B, C, S]`` audio (a torch tensor): each clip's level gain, then
+    ``mark`` (the watermark, given the whole batch and returning it marked), then the limiter
+    and clipping to [-1, 1]. Returns float32 audio and, per clip, what was measured and applied
+    (what ``Generation.levels`` holds). ``primed``: the clips continue a prime, which sets their
+    level, so they get no gain (a continuation written with ``only_new`` must still join the
+    original file)."""
+    audio, reports = _gain(audio.cpu().float(), rate, settings, primed)
+    if mark is not None:
+        audio = mark(audio)
+    return _limit_rows(audio, rate, settings, reports)
+
+
+def _gain(audio: Any, rate: int, settings: LevelSettings, primed: bool) -> tuple[Any, list[dict[str, Any]]]:
+    """Each clip's loudness gain (:func:`level_gain`), or a legacy spec's peak normalisation."""
+    import torch
+
+    if settings.peak_dbfs is not None:
+        reports = [{"peak_dbfs": settings.peak_dbfs, "gain_db": 0.0}] * audio.shape[0]
+        if not primed:
+            peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+            gains = 20 * torch.log10(10 ** (settings.peak_dbfs / 20) / peak).flatten()
+            audio = audio / peak * (10 ** (settings.peak_dbfs / 20))
+            reports = [{"peak_dbfs": settings.peak_dbfs, "gain_db": round(float(g), 2)} for g in gains]
+        return audio, reports
+    reports, gains = [], []
+    for row in range(audio.shape[0]):
+        gain, report = level_gain(audio[row].numpy(), rate, settings)
+        if primed and settings.loudness is not None:
+            gain, report["note"] = 0.0, "continuation: the prime sets the level, no loudness gain"
+        gains.append(10 ** (gain / 20))
+        reports.append({**report, "gain_db": round(gain, 2)})
+    return audio * torch.tensor(gains, dtype=audio.dtype)[:, None, None], reports
+
+
+def _limit_rows(audio: Any, rate: int, settings: LevelSettings,
+                reports: list[dict[str, Any]]) -> tuple[Any, tuple[dict[str, Any], ...]]:
+    """:func:`finish_levels` on every clip; ``reports`` gain what it measured."""
+    import torch
+
+    rows, done = [], []
+    for row in range(audio.shape[0]):
+        limited, report = finish_levels(audio[row].numpy(), rate, settings)
+        rows.append(torch.from_numpy(np.ascontiguousarray(limited, dtype=np.float32)))
+        done.append({**reports[row], **report})
+    return torch.stack(rows), tuple(done)
 
 
 def _round(value: float) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cadenza.core.audio.dsp import mel_spectrogram
 from cadenza.core.files.atomic import atomic_path
 
 N_MELS = 128
@@ -21,15 +22,11 @@ def mel_spectrogram_db(audio: Any, sample_rate: int) -> tuple[Any, float, float]
     """Mono ``[C, S]`` or ``[S]`` audio -> (mel power in dB ``[N_MELS, frames]``, seconds per frame, top Hz)."""
     import torch
 
-    from cadenza.core.audio.dsp import mel_filterbank
-
     x = torch.as_tensor(audio).float()
     x = x.mean(0) if x.dim() == 2 else x
     n_fft = 2048 if sample_rate > 32000 else 1024
+    mel = mel_spectrogram(x, sample_rate, n_fft, n_fft // 4, N_MELS)
     hop = n_fft // 4
-    x = torch.nn.functional.pad(x, (0, max(0, n_fft - x.shape[-1])))
-    power = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs() ** 2
-    mel = torch.einsum("fm,ft->mt", mel_filterbank(n_fft // 2 + 1, N_MELS, sample_rate), power)
     db = 10 * torch.log10(mel.clamp_min(1e-10))
     db = db.clamp_min(db.max() - TOP_DB)
     return db.numpy(), hop / sample_rate, sample_rate / 2

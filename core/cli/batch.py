@@ -26,6 +26,8 @@ from typing import Any
 
 import attrs
 
+from cadenza.core.cli.generation_io import (check_long_form, check_melody_args, check_prime_length, check_tempo,
+                                           load_prime, melody_problem, prime_duration, with_loudness)
 from cadenza.core.engine.limits import check_seconds, check_seed
 from cadenza.core.errors import CadenzaError, InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
@@ -104,8 +106,6 @@ def parse_line(text: str, line: int, folder: Path, defaults: dict[str, Any]) -> 
         raise ValueError(f'"melody_source" must be a melody source name, got {melody_source!r}')
     bpm = item.get("bpm", defaults.get("bpm"))
     if bpm is not None:
-        from cadenza.core.cli.generation_io import check_tempo
-
         try:
             bpm = check_tempo(bpm, defaults.get("beat"))
         except InputError as exc:
@@ -140,61 +140,100 @@ def batches(jobs: list[Job], size: int) -> list[list[Job]]:
     return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def _check_args(args: argparse.Namespace) -> Path:
+@attrs.frozen(kw_only=True)
+class BatchConfig:
+    """What a batch asks for: every ``cadenza generate --prompts`` setting, with the flags' defaults.
+
+    Made from Python (``run_batch(BatchConfig(pipeline=..., prompts=..., out=...))``) or by
+    :func:`config_from_args`; values are checked when it is made, with the command line's messages.
+    Files are checked when the batch runs (they may not exist yet).
+    """
+
+    pipeline: str = attrs.field(converter=str)
+    prompts: Path = attrs.field(converter=Path)
+    out: Path = attrs.field(converter=Path)
+    seed: int = 0
+    seconds: float | None = None
+    prime: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    only_new: bool = False
+    melody: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    melody_source: str | None = None
+    rerank: int = 1
+    rerank_metric: str = "text-similarity"
+    window: float | None = None
+    overlap: float | None = None
+    hold: float | None = None
+    beat: float | None = None
+    bpm: float | None = None
+    resume: bool = False
+    batch_size: int = 8
+    watermark: bool = True
+    loudness: float | str | None = None  # LUFS, "none" (no output stage) or None (the spec's)
+    plot: bool = False
+    device: str = "cpu"
+    quiet: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        check_seed(self.seed, "--seed")
+        if self.seconds is not None:
+            check_seconds(self.seconds)
+        check_long_form(self.window, self.overlap, hold=self.hold, beat=self.beat, bpm=self.bpm)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"--batch-size must be an integer >= 1, got {self.batch_size!r}")
+
+
+def config_from_args(args: argparse.Namespace) -> BatchConfig:
+    """The batch a parsed ``cadenza generate --prompts FILE`` command line asks for."""
     if args.prompt is not None:
         raise InputError("give a prompt or --prompts FILE, not both")
     if args.out is None:
         raise InputError("--prompts needs --out DIR, the folder to write the audio files into")
     if args.output is not None:
         raise InputError("--output is for one prompt; with --prompts the files go into --out DIR")
-    check_seed(args.seed, "--seed")
-    if args.seconds is not None:
-        check_seconds(args.seconds)
-    from cadenza.core.cli.generation_io import check_long_form
+    return BatchConfig(**{field.name: getattr(args, field.name) for field in attrs.fields(BatchConfig)})
 
-    check_long_form(args.window, args.overlap, hold=args.hold, beat=args.beat, bpm=args.bpm)
-    out_dir = Path(args.out)
+
+def _check_files(config: BatchConfig) -> Path:
+    """The output folder, after the checks that read the file system (one line each)."""
+    out_dir = config.out
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is not a folder")
-    if args.prime is not None:
-        check_regular_file(args.prime, "prime audio file")
-    from cadenza.core.cli.generation_io import check_melody_args
-
-    check_melody_args(args)
+    if config.prime is not None:
+        check_regular_file(config.prime, "prime audio file")
+    check_melody_args(config)
     return out_dir
 
 
-def run_batch(args: argparse.Namespace) -> int:
-    """Generate every line of ``args.prompts``; exit 2 when some line was bad, else 0."""
+def run_batch(config: BatchConfig) -> int:
+    """Generate every line of ``config.prompts``; exit 2 when some line was bad, else 0."""
     started = time.perf_counter()
-    out_dir = _check_args(args)
+    out_dir = _check_files(config)
     created = not out_dir.exists()
     try:
-        return _run_batch(args, out_dir, started)
+        return _run_batch(config, out_dir, started)
     finally:  # a batch that wrote nothing leaves no empty folder behind
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
 
 
-def _run_batch(args: argparse.Namespace, out_dir: Path, started: float) -> int:
-    path = Path(args.prompts)
-    defaults = {"seed": args.seed, "seconds": args.seconds, "prime": None if args.prime is None else Path(args.prime),
-                "melody": None if args.melody is None else Path(args.melody), "melody_source": args.melody_source,
-                "bpm": args.bpm, "beat": args.beat}
+def _run_batch(config: BatchConfig, out_dir: Path, started: float) -> int:
+    path = config.prompts
+    defaults = {"seed": config.seed, "seconds": config.seconds, "prime": config.prime,
+                "melody": config.melody, "melody_source": config.melody_source,
+                "bpm": config.bpm, "beat": config.beat}
     jobs, problems = read_jobs(path, defaults)
     for problem in problems:
         print(problem, file=sys.stderr)
-    skipped = [j for j in jobs if args.resume and all(p.exists() for p in outputs(out_dir, j))]
+    skipped = [j for j in jobs if config.resume and all(p.exists() for p in outputs(out_dir, j))]
     todo = [j for j in jobs if j not in skipped]
     done, bad = 0, len(problems)
     if todo:
-        from cadenza.core.cli.generation_io import check_long_form, with_loudness
         from cadenza.core.spec.validate import load_pipeline
         from cadenza.registry import get_registry
 
         registry = get_registry()
-        pipeline = with_loudness(load_pipeline(args.pipeline, registry), args.loudness)
-        check_long_form(args.window, args.overlap, pipeline.spec.output)
+        pipeline = with_loudness(load_pipeline(config.pipeline, registry), config.loudness)
+        check_long_form(config.window, config.overlap, pipeline.spec.output)
         todo, prime_problems = _check_primes(todo, pipeline.spec.output.seconds, path)
         for problem in prime_problems:
             print(problem, file=sys.stderr)
@@ -204,9 +243,9 @@ def _run_batch(args: argparse.Namespace, out_dir: Path, started: float) -> int:
             print(problem, file=sys.stderr)
         bad += len(melody_problems)
         if todo:
-            done, failed = _generate(args, path, out_dir, todo, pipeline, registry, melodies)
+            done, failed = _generate(config, path, out_dir, todo, pipeline, registry, melodies)
             bad += failed
-    if not args.quiet:
+    if not config.quiet:
         print(f"done: {done} generated, {len(skipped)} skipped (outputs exist), {bad} bad "
               f"line{'' if bad == 1 else 's'}; {len(jobs) + len(problems)} lines in {path}, outputs in {out_dir} "
               f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
@@ -215,8 +254,6 @@ def _run_batch(args: argparse.Namespace, out_dir: Path, started: float) -> int:
 
 def _check_primes(jobs: list[Job], default_seconds: float, path: Path) -> tuple[list[Job], list[str]]:
     """Drop the jobs whose prime is unreadable or not shorter than their duration (from file headers)."""
-    from cadenza.core.cli.generation_io import check_prime_length, prime_duration
-
     durations: dict[Path, float | InputError] = {}
     keep, problems = [], []
     for job in jobs:
@@ -245,7 +282,6 @@ def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
                    path: Path) -> tuple[list[Job], dict[tuple, Any], list[str]]:
     """Read each melody file once (with its line's source); drop the lines whose melody cannot be
     read or whose pipeline cannot follow one. Returns ``(jobs, {(file, source): Melody}, problems)``."""
-    from cadenza.core.cli.generation_io import melody_problem
     from cadenza.core.steering.melody import read_melody
 
     melodies: dict[tuple, Any] = {}
@@ -274,31 +310,30 @@ def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
     return keep, {k: v for k, v in melodies.items() if not isinstance(v, InputError)}, problems
 
 
-def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Job], pipeline: Any,
+def _generate(config: BatchConfig, path: Path, out_dir: Path, todo: list[Job], pipeline: Any,
               registry: Any, melodies: dict[tuple, Any] | None = None) -> tuple[int, int]:
     """Run the batches; return ``(generated, bad lines found on the way)``."""
     from tqdm import tqdm
 
     from cadenza.core.engine.cascade import Cascade
-    from cadenza.core.cli.generation_io import check_prime_length, load_prime
     from cadenza.core.engine.outputs import build_sidecar, write_outputs
 
-    cascade = Cascade(pipeline, registry, device=args.device)
+    cascade = Cascade(pipeline, registry, device=config.device)
     random_slots = cascade.random_components()
-    if random_slots and not args.quiet:
-        print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
+    if random_slots and not config.quiet:
+        print(f"note: pipeline {config.pipeline!r} runs with random, untrained weights in "
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
     scorer = None
-    if args.rerank > 1:
+    if config.rerank > 1:
         from cadenza.core.engine.rerank import build_scorer
 
-        scorer = build_scorer(args.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
+        scorer = build_scorer(config.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
     melodies = melodies or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     primes: dict[Path, Any] = {}
     done = failed = 0
     bar = tqdm(total=len(todo), desc="prompts", unit="prompt", file=sys.stderr, dynamic_ncols=True,
-               disable=True if args.quiet else None)
+               disable=True if config.quiet else None)
 
     def report(job: Job, message: str) -> None:
         nonlocal failed
@@ -307,7 +342,7 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
         bar.update(1)
 
     try:
-        for chunk in batches(todo, args.batch_size):
+        for chunk in batches(todo, config.batch_size):
             first = chunk[0]
             seconds = pipeline.spec.output.seconds if first.seconds is None else first.seconds
             prime = rate = None
@@ -326,15 +361,15 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
 
             def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody, bpm=first.bpm):
                 return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
-                                        prime_rate=rate, only_new=args.only_new and prime is not None,
-                                        window=args.window, overlap=args.overlap, melody=melody,
-                                        hold=args.hold, beat=args.beat, bpm=bpm, watermark=args.watermark)
+                                        prime_rate=rate, only_new=config.only_new and prime is not None,
+                                        window=config.window, overlap=config.overlap, melody=melody,
+                                        hold=config.hold, beat=config.beat, bpm=bpm, watermark=config.watermark)
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:
                 from cadenza.core.engine.rerank import rerank
 
-                generation, report = rerank(generate, [j.prompt for j in chunk], seeds, args.rerank, scorer)
+                generation, report = rerank(generate, [j.prompt for j in chunk], seeds, config.rerank, scorer)
             else:
                 generation, report = generate(seeds), None
             for row, job in enumerate(chunk):
@@ -343,9 +378,9 @@ def _generate(args: argparse.Namespace, path: Path, out_dir: Path, todo: list[Jo
                 if report is not None:
                     extra["rerank"] = {"seed": job.seed, **report[row]}
                 write_outputs(audio_path, generation.audio[row].numpy(), generation.sample_rate,
-                              build_sidecar(generation, audio_path, row=row, pipeline=args.pipeline,
+                              build_sidecar(generation, audio_path, row=row, pipeline=config.pipeline,
                                             prime_file=None if job.prime is None else str(job.prime), extra=extra),
-                              plot_title=job.prompt if args.plot else None)
+                              plot_title=job.prompt if config.plot else None)
                 done += 1
             bar.update(len(chunk))
     finally:

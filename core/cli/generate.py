@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cadenza.core.cli.batch import config_from_args as batch_config_from_args
 from cadenza.core.cli.batch import run_batch
 from cadenza.core.cli.generation_io import (check_long_form, check_melody_args, check_prime_length, load_prime,
                                            melody_problem, prime_duration, with_loudness)
@@ -23,7 +24,7 @@ from cadenza.core.errors import InputError
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "prompts", None) is not None:
-        return run_batch(args)
+        return run_batch(batch_config_from_args(args))
     from cadenza.core.engine.cascade import Cascade
     from cadenza.core.prompts import check_prompts
     from cadenza.core.spec.validate import load_pipeline

@@ -84,7 +84,11 @@ def check_melody_args(args: argparse.Namespace) -> None:
 
 
 def melody_problem(pipeline) -> str | None:
-    """Why ``pipeline`` cannot follow a melody (no semantic stage or tokenizer), or None."""
+    """Why ``pipeline`` cannot follow a melody (no stage model conditioned by one, no semantic
+    stage or tokenizer to steer), or None. A stage model whose config declares
+    ``conditions_on_melody`` (MusicGen-melody) hears the melody itself."""
+    if any(getattr(stage.model.config, "conditions_on_melody", False) for stage in pipeline.stages):
+        return None
     if not any(stage.layout.writes.stream == "semantic" for stage in pipeline.stages):
         return (f"pipeline {pipeline.spec.name!r} has no semantic stage for a melody to steer "
                 "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")

@@ -9,7 +9,9 @@ already-written prefix of every stage. Long durations run it window by window, e
 prefix being the previous window's tail (:mod:`cadenza.core.engine.longform`); one short clip is the
 one-window case, with no prefix.
 
-A melody (:mod:`cadenza.core.steering.melody`) steers the semantic stage the same way: forced, its
+A melody (:mod:`cadenza.core.steering.melody`) conditions a stage whose model hears a melody's
+sound (``melody_sample_rate``, MusicGen-melody's chroma): each window gets the melody's audio
+from its first frame on. Otherwise it steers the semantic stage the same way as a prime: forced, its
 semantic tokens are the written prefix of the semantic stream only (the acoustic stages then
 read them as they read any semantic tokens); guided, the semantic stage's logits get a bonus
 toward them.
@@ -24,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 
-from cadenza.core.audio.loudness import LevelSettings, finish_levels, level_gain
+from cadenza.core.audio.loudness import LevelSettings, apply_output_stage
 from cadenza.core.components import BuildContext, StageRequest
 from cadenza.core.errors import InputError
 from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
@@ -39,6 +40,7 @@ from cadenza.core.engine.outputs import build_sidecar, check_output, write_outpu
 from cadenza.core.engine.progress import Progress, planned_steps
 from cadenza.core.spec.schema import spec_to_dict
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
+from cadenza.registry import get_registry
 
 
 
@@ -118,8 +120,6 @@ class Cascade:
     def from_spec(cls, source: str | Path | dict, registry: Any = None, device: str = "cpu") -> "Cascade":
         """Build from a spec file, a preset name, or an already-loaded spec mapping."""
         if registry is None:
-            from cadenza.registry import get_registry
-
             registry = get_registry()
         pipeline = check_tree(source, registry) if isinstance(source, dict) else load_pipeline(source, registry)
         return cls(pipeline, registry, device)
@@ -190,7 +190,10 @@ class Cascade:
         follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
         stream for the melody's length (up to ``seconds``) and the semantic stage only continues
         them; with a strength the semantic stage runs with that logit bonus on the melody's
-        token at each frame. Needs a semantic stage; not combinable with a prime.
+        token at each frame. Needs a semantic stage; not combinable with a prime. A pipeline
+        whose stage model hears a melody (``melody_sample_rate``, MusicGen-melody) is instead
+        conditioned by it: that stage gets each row's melody audio (the recording, or the notes
+        rendered), every window from its own start; a strength is refused there.
 
         ``hold``: piece memory (:mod:`cadenza.core.steering.piece_memory`) for long pieces and
         continuations: every stage gets this logit penalty on the token ids its stream did not
@@ -211,7 +214,8 @@ class Cascade:
         import torch
 
         from cadenza.core.steering.beat_grid import OPENING, hear_beats, token_onsets
-        from cadenza.core.steering.melody import check_strength, guidance_bias, melody_rows, semantic_prefix
+        from cadenza.core.steering.melody import (check_strength, guidance_bias, melody_audio, melody_rows,
+                                                  semantic_prefix)
         from cadenza.core.steering.piece_memory import check_strength as check_hold
 
         prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
@@ -225,7 +229,7 @@ class Cascade:
         strength = check_strength(melody_strength)
         hold = check_hold(self.pipeline.spec.output.hold if hold is None else hold)
         if melodies is not None:
-            self._check_melody(prime)
+            self._check_melody(prime, strength)
         beat, bpm = self._check_beat(beat, bpm)
         onsets = token_onsets(self.semantic_tokenizer if "semantic" in self.frame_rates else None,
                               self.pipeline.spec.name).to(self.device) if beat else None
@@ -238,8 +242,11 @@ class Cascade:
                                  "the duration includes the prime, so ask for more")
             self._check_frames(seconds, window, overlap)
             plan = plan_windows(seconds, window, overlap, prime_seconds)
-            guide = None
-            if melodies is not None:
+            guide, sound = None, None  # sound: each row's melody audio, for stages conditioned by it
+            if melodies is not None and self._melody_stages:
+                rate = self.models[self._melody_stages[0]].melody_sample_rate
+                sound = (rate, melody_audio(melodies, rate, seconds))
+            elif melodies is not None:
                 sem_info = self.pipeline.semantic_tokenizer.info
                 if strength is None:
                     history["semantic"] = semantic_prefix(self.semantic_tokenizer, sem_info, melodies,
@@ -277,7 +284,7 @@ class Cascade:
                 label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
                 new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
                                        guide=guide, begins=begins, memory=memory, hold=hold,
-                                       grid=(onsets, beats, beat) if beats else None)
+                                       grid=(onsets, beats, beat) if beats else None, melody=sound)
                 for stream, tokens in new.items():
                     history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
             start = time.perf_counter()
@@ -292,18 +299,21 @@ class Cascade:
         heard = hear_beats(self.semantic_tokenizer, self.pipeline.semantic_tokenizer.info.sample_rate, audio,
                            self.sample_rate, onsets, self.frame_rates["semantic"], beats, grid_from) if beats else []
         begin = round(prime_seconds * self.sample_rate) if only_new else 0
-        audio, levels = self._level(audio, seconds, begin=begin, primed=prime is not None)
-        mark = None
+        audio = audio[..., begin : round(seconds * self.sample_rate)]
+        mark, embed = None, None
         if watermark and self.watermark is not None:
             payload = pipeline_payload(self.pipeline.spec.name)
-            audio = mark_batch(self.watermark, audio, self.sample_rate, payload)
             mark = describe_mark(self.pipeline.watermark.entry.name, self.watermark, payload)
-        audio, levels = self._limit(audio, levels)
+
+            def embed(batch: Any) -> Any:
+                return mark_batch(self.watermark, batch, self.sample_rate, payload)
+        audio, levels = apply_output_stage(audio, self.sample_rate, self.level_settings, primed=prime is not None,
+                                           mark=embed)
         return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
                           history, timings, prime_seconds=prime_seconds, only_new=only_new,
                           windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
                           window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
-                          melody=tuple(m.describe() for m in melodies) if melodies else (),
+                          melody=self._melody_records(melodies),
                           melody_strength=strength if melodies else None,
                           hold=hold if len(plan) > 1 or prime is not None else None,
                           beat=beat if beats else None,
@@ -351,11 +361,30 @@ class Cascade:
                                frames_before(DECODE_MARGIN, rate))
         return opening_conditioning(self.conditioner, conditioning, audio.to(self.device), self.sample_rate)
 
-    def _check_melody(self, prime: Any) -> None:
-        """A melody needs a semantic stage (and tokenizer) to steer, and no prime (its semantic
-        tokens would compete with the prime's)."""
+    def _melody_records(self, melodies: Any) -> tuple[dict[str, Any], ...]:
+        """Per row, what the melody was and how it was used (``mode``: ``chroma`` when a stage
+        was conditioned on its chroma; otherwise the sidecar says forced or guided)."""
+        if not melodies:
+            return ()
+        extra = {"mode": "chroma"} if self._melody_stages else {}
+        return tuple({**m.describe(), **extra} for m in melodies)
+
+    @property
+    def _melody_stages(self) -> list[str]:
+        """The stages whose model is conditioned by a melody's sound (``melody_sample_rate``)."""
+        return [name for name, model in self.models.items() if getattr(model, "melody_sample_rate", None)]
+
+    def _check_melody(self, prime: Any, strength: float | None = None) -> None:
+        """A melody needs a stage conditioned by its sound, or a semantic stage (and tokenizer)
+        to steer; and no prime (its semantic tokens would compete with the prime's)."""
         if prime is not None:
             raise InputError("a melody cannot be combined with a prime: give one or the other")
+        if self._melody_stages:
+            if strength is not None:
+                raise InputError(f"pipeline {self.pipeline.spec.name!r} conditions stage "
+                                 f"{self._melody_stages[0]!r} on the melody's chroma: a melody strength (a logit "
+                                 "bonus on semantic tokens) has no meaning there; drop it")
+            return
         if "semantic" not in self.frame_rates:
             raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic stage for a melody to steer "
                              "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")
@@ -420,7 +449,8 @@ class Cascade:
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
                     window: int, progress: Progress | None, label: Callable[[str], str],
                     timings: dict[str, float], guide: Any = None, begins: dict | None = None,
-                    memory: Any = None, hold: float | None = None, grid: Any = None) -> dict[str, Any]:
+                    memory: Any = None, hold: float | None = None, grid: Any = None,
+                    melody: Any = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
 
         ``context[stream]``: the tokens that already exist in the window (its written prefix at
@@ -430,13 +460,15 @@ class Cascade:
         piece's opening ``[B, width, N]``; with ``hold`` every stage gets that logit penalty on
         the ids its codebooks did not use there (:func:`cadenza.core.steering.piece_memory.memory_model`).
         ``grid``: ``(onsets, beats, strength)``, the beat grid on the semantic stage
-        (:func:`cadenza.core.steering.beat_grid.beat_model`).
+        (:func:`cadenza.core.steering.beat_grid.beat_model`). ``melody``: ``(rate, rows)``, each
+        row's melody audio for the stages conditioned by its sound; each hears it from the
+        window's first frame on (:func:`cadenza.core.steering.melody.melody_window`).
         """
         import torch
 
         from cadenza.core.steering.beat_grid import beat_model
         from cadenza.core.engine.decode import decode_stage
-        from cadenza.core.steering.melody import guided_model
+        from cadenza.core.steering.melody import guided_model, melody_window
         from cadenza.core.steering.piece_memory import memory_model
 
         streams: dict[str, torch.Tensor] = {}
@@ -461,6 +493,9 @@ class Cascade:
             start = time.perf_counter()
             try:
                 model = self.models[name]
+                if melody is not None and getattr(model, "melody_sample_rate", None):
+                    heard_from = round((begins or {}).get(writes.stream, 0) / writes.frame_rate * melody[0])
+                    model = model.with_melody(melody_window(melody[1], heard_from).to(self.device))
                 if guide is not None and writes.stream == "semantic":
                     model = guided_model(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
                 if grid is not None and writes.stream == "semantic":
@@ -498,47 +533,9 @@ class Cascade:
             streams[writes.stream] = tokens.new_zeros(tokens.shape[0], width, tokens.shape[2])
         streams[writes.stream][:, writes.start:writes.stop] = tokens
 
-    def _level(self, audio: Any, seconds: float, begin: int = 0, primed: bool = False) -> tuple[Any, list[dict]]:
-        """Trim to samples ``begin..seconds``, then each clip's level: the loudness gain of the
-        output stage (:mod:`cadenza.core.audio.loudness`), or a legacy spec's peak
-        normalisation. With a prime neither: the prime sets the level, and a continuation
-        written with ``only_new`` must still join the original file. Returns the audio and,
-        per clip, what was measured and applied."""
-        import torch
-
-        audio = audio[..., begin : round(seconds * self.sample_rate)].cpu().float()
-        output = self.pipeline.spec.output
-        if output.peak_dbfs is not None:
-            reports = [{"peak_dbfs": output.peak_dbfs, "gain_db": 0.0}] * audio.shape[0]
-            if not primed:
-                peak = audio.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-                gains = 20 * torch.log10(10 ** (output.peak_dbfs / 20) / peak).flatten()
-                audio = audio / peak * (10 ** (output.peak_dbfs / 20))
-                reports = [{"peak_dbfs": output.peak_dbfs, "gain_db": round(float(g), 2)} for g in gains]
-            return audio, reports
-        reports, gains = [], []
-        for row in range(audio.shape[0]):
-            gain, report = level_gain(audio[row].numpy(), self.sample_rate, self.level_settings)
-            if primed and output.loudness is not None:
-                gain, report["note"] = 0.0, "continuation: the prime sets the level, no loudness gain"
-            gains.append(10 ** (gain / 20))
-            reports.append({**report, "gain_db": round(gain, 2)})
-        return audio * torch.tensor(gains, dtype=audio.dtype)[:, None, None], reports
-
-    def _limit(self, audio: Any, reports: list[dict]) -> tuple[Any, tuple[dict, ...]]:
-        """The last step of the output stage, after the watermark: the true-peak limiter and
-        clipping to [-1, 1], per clip; ``reports`` gain what they measured."""
-        import torch
-
-        rows, done = [], []
-        for row in range(audio.shape[0]):
-            limited, report = finish_levels(audio[row].numpy(), self.sample_rate, self.level_settings)
-            rows.append(torch.from_numpy(np.ascontiguousarray(limited, dtype=np.float32)))
-            done.append({**reports[row], **report})
-        return torch.stack(rows), tuple(done)
-
     @property
     def level_settings(self) -> LevelSettings:
         """The spec's output-stage level settings (``output.loudness`` and its companions)."""
         output = self.pipeline.spec.output
-        return LevelSettings(output.loudness, output.loudness_keep, output.loudness_reference, output.true_peak)
+        return LevelSettings(output.loudness, output.loudness_keep, output.loudness_reference, output.true_peak,
+                             output.peak_dbfs)

@@ -7,6 +7,7 @@ so it costs one (wider) forward per step instead of two sequential ones; the sam
 
 from __future__ import annotations
 
+import attrs
 import torch
 
 from cadenza.core.components import StageRequest
@@ -28,12 +29,9 @@ def doubled_request(request: StageRequest) -> StageRequest:
     if cond_drop is None:
         cond_drop = torch.zeros(B, dtype=torch.bool, device=ref.device)
     drop = torch.cat([cond_drop.to(ref.device, torch.bool).reshape(B), torch.ones(B, dtype=torch.bool, device=ref.device)])
-    return StageRequest(
-        batch_size=2 * B,
-        reads=tuple(r.repeat(2, *([1] * (r.dim() - 1))) for r in request.reads),
-        conditioning=request.conditioning.repeat(2),
-        drop_conditioning=drop,
-    )
+    return attrs.evolve(request, batch_size=2 * B,
+                        reads=tuple(r.repeat(2, *([1] * (r.dim() - 1))) for r in request.reads),
+                        conditioning=request.conditioning.repeat(2), drop_conditioning=drop)
 
 
 def combine(logits: torch.Tensor, batch: int, guidance_scale: float) -> torch.Tensor:

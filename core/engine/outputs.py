@@ -106,7 +106,7 @@ def build_sidecar(generation: Any, output: Path, row: int = 0, pipeline: str | N
         sidecar["beat"] = {"strength": generation.beat, **generation.beats[row]}
     if generation.melody:
         strength = generation.melody_strength
-        sidecar["melody"] = {**generation.melody[row], "mode": "forced" if strength is None else "guided",
+        sidecar["melody"] = {"mode": "forced" if strength is None else "guided", **generation.melody[row],
                              "strength": strength}
     if len(generation.prompts) > 1:
         sidecar["batch"] = {"size": len(generation.prompts), "row": row}

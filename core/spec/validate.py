@@ -3,7 +3,8 @@
 Everything here runs before any model is built or weight file loaded: plugin names exist,
 params fit each component's config class, weights paths exist, and the cascade fits
 together (streams read after they are written, every codebook written once, vocabularies,
-frame rates and conditioning kinds agree). The result is a :class:`ResolvedPipeline` that
+frame rates and conditioning kinds agree; the graph of streams between the stages is
+:mod:`cadenza.core.spec.stage_graph`). The result is a :class:`ResolvedPipeline` that
 the cascade builds from, or a :class:`SpecError` listing every problem as ``FILE:LINE: msg``,
 in file order: a problem in one part skips only the checks that need that part (see
 :class:`_Checker`), so a user fixes the whole list after one run instead of one layer per run.
@@ -20,10 +21,11 @@ import attrs
 from cadenza.core.components import ComponentEntry
 from cadenza.core.errors import CadenzaError, SpecError
 from cadenza.core.files.user_text import describe_os_error
-from cadenza.core.layout import STREAMS, StageLayout, StreamRef, StreamSlice
+from cadenza.core.layout import StageLayout
 from cadenza.core.spec.params import ParamsError, structure_config
 from cadenza.core.spec.schema import (ComponentSpec, KeyPath, PipelineSpec, Problems, SpecDraft, StageDraft,
                                       StageSpec, parse_draft)
+from cadenza.core.spec.stage_graph import MOST_CODEBOOKS, StageGraph
 from cadenza.core.types import ConditioningInfo, SemanticInfo, TokenizerInfo
 from cadenza.core.engine.weights import Weights, parse_weights
 from cadenza.core.spec.yaml_source import line_of, load_yaml_file
@@ -84,7 +86,7 @@ class ResolvedPipeline:
 
 
 # What a component may describe itself as; past these, tensors sized from the info cannot be built.
-INFO_LIMITS = {"sample_rate": (1, 768_000), "num_codebooks": (1, 1024), "codebook_size": (2, 1 << 20),
+INFO_LIMITS = {"sample_rate": (1, 768_000), "num_codebooks": (1, MOST_CODEBOOKS), "codebook_size": (2, 1 << 20),
                "vocab_size": (0, 1 << 20), "channels": (1, 64), "dim": (0, 1 << 16), "length": (0, 1 << 16)}
 
 
@@ -163,7 +165,6 @@ class _Checker:
         self.broken: set[KeyPath] = set()  # every path with a problem at or inside it (earlier ones too)
         for path, _ in earlier:  # the shape problems parse_draft found
             self._mark(path)
-        self.told_semantic = False  # "needs a semantic_tokenizer" is said once, at the first use
 
     def run(self) -> tuple[ResolvedPipeline | None, Problems]:
         tok = self._slot("tokenizer", TokenizerInfo)
@@ -278,38 +279,26 @@ class _Checker:
 
     # -- stages --------------------------------------------------------------------------
     def _stages(self, tok, cond, sem) -> list[ResolvedStage | None]:
-        """Every stage's own checks, the graph of streams between them, and the output's duration."""
-        written: dict[str, set[int]] = {stream: set() for stream in STREAMS}
-        unsure: set[str] = set()  # streams an earlier stage wrote codebooks of that are not known
+        """Every stage's own checks, the graph of streams between them (:mod:`cadenza.core.spec.stage_graph`),
+        and the output's duration."""
+        graph = StageGraph(self, tok, sem)
         rates: list[float | None] = []  # frame rate of what each stage writes; None: not known
         out: list[ResolvedStage | None] = []
         for i, stage in enumerate(self.spec.stages):
             path: KeyPath = ("stages", i)
             if stage is None:  # not a mapping: what it writes is unknown
-                unsure |= set(STREAMS)
+                graph.unreadable_stage()
                 rates.append(None)
                 out.append(None)
                 continue
             label = f"stage {stage.name!r}" if stage.name else f"stage {i + 1}"
-            reads_known = not self.reported(path + ("reads",))  # every reference could be read
-            reads = [self._span(r, path + ("reads", j), tok, sem) if r is not None else None
-                     for j, r in enumerate(stage.reads)]
-            writes = self._span(stage.writes, path + ("writes",), tok, sem) if stage.writes is not None else None
-            for j, read in enumerate(reads):
-                if read is not None and read.stream not in unsure and self._fits(read, tok) \
-                        and not _codebooks(read) <= written[read.stream]:
-                    self.problem(path + ("reads", j), f"{label} reads {read}, which no earlier stage writes")
-            if writes is None:
-                unsure |= {stage.writes.stream} if stage.writes is not None else set(STREAMS)
-            else:
-                self._check_writes(stage, label, writes, reads_known, written, path)
-                written[writes.stream] |= _codebooks(writes, tok)
-            rates.append(self._frame_rate(stage.writes, tok, sem))
+            reads, writes, reads_known = graph.add(stage, label, path)
+            rates.append(graph.frame_rate(stage.writes))
             mode = self._mode(stage, label, cond, path)
             model = self._stage_model(stage, path)
             sampler = self._sampler(stage, path)
-            slices = [self._slice(r, tok, sem) for r in reads]
-            write_slice = self._slice(writes, tok, sem)
+            slices = [graph.slice(r) for r in reads]
+            write_slice = graph.slice(writes)
             if stage.role is None or not reads_known or None in slices or write_slice is None or mode is None:
                 out.append(None)  # the layout needs every part; each missing one is already a problem
                 continue
@@ -319,76 +308,9 @@ class _Checker:
                 self.problem(path + ("model",), f"{label}: {message}")
             spec = stage.complete()
             out.append(ResolvedStage(spec, model, sampler, layout) if None not in (spec, model, sampler) else None)
-        if tok is not None and self.spec.stages and "acoustic" not in unsure:
-            missing = sorted(set(range(tok.info.num_codebooks)) - written["acoustic"])
-            if missing:
-                self.problem(("stages",), f"codebooks {_ranges(missing)} of tokenizer {tok.entry.name!r} are written by "
-                                          f"no stage (it has {tok.info.num_codebooks}); extend a stage's 'writes'")
+        graph.check_complete(bool(self.spec.stages))
         self._durations(rates)
         return out
-
-    def _span(self, ref: StreamRef, path: KeyPath, tok: ResolvedComponent | None,
-              sem: ResolvedComponent | None) -> StreamRef | None:
-        """The codebooks ``ref`` means, as a reference with its end filled in (``acoustic`` alone
-        needs the tokenizer's count); None, its problem recorded where it has one, when unknown."""
-        if ref.stream == "semantic":
-            if not self.given("semantic_tokenizer") and not self.told_semantic:
-                self.told_semantic = True
-                self.problem(path, "stream 'semantic' needs a 'semantic_tokenizer' in the spec")
-            if ref.start != 0 or ref.stop not in (None, 1):
-                self.problem(path, "the semantic stream has one codebook; write it as 'semantic'")
-                return None
-            return StreamRef("semantic", 0, 1)
-        total = tok.info.num_codebooks if tok is not None else None
-        if ref.stop is None:
-            if total is None:
-                return None
-            if ref.start >= total:
-                self.problem(path, f"{ref} starts past the last codebook of tokenizer {tok.entry.name!r}, "
-                                   f"which has {total} (acoustic[0:{total}] at most)")
-                return None
-            return StreamRef("acoustic", ref.start, total)
-        if total is not None and ref.stop > total:
-            self.problem(path, f"{ref} asks for codebooks up to {ref.stop}, but tokenizer {tok.entry.name!r} "
-                               f"has {total} (acoustic[0:{total}] at most)")
-        return ref
-
-    @staticmethod
-    def _fits(span: StreamRef, tok: ResolvedComponent | None) -> bool:
-        """Whether the codebooks exist: checked against the tokenizer, or the most any may have."""
-        most = tok.info.num_codebooks if tok is not None else INFO_LIMITS["num_codebooks"][1]
-        return span.stream == "semantic" or span.stop <= most
-
-    def _slice(self, span: StreamRef | None, tok: ResolvedComponent | None,
-               sem: ResolvedComponent | None) -> StreamSlice | None:
-        """``span`` with its component's vocabulary and frame rate, for the layout; None when unknown."""
-        if span is None:
-            return None
-        if span.stream == "semantic":
-            return StreamSlice("semantic", 0, 1, sem.info.vocab_size, sem.info.frame_rate) if sem is not None else None
-        if tok is None or not self._fits(span, tok):
-            return None
-        return StreamSlice("acoustic", span.start, span.stop, tok.info.codebook_size, tok.info.frame_rate)
-
-    @staticmethod
-    def _frame_rate(ref: StreamRef | None, tok: ResolvedComponent | None, sem: ResolvedComponent | None) -> float | None:
-        source = None if ref is None else sem if ref.stream == "semantic" else tok
-        return source.info.frame_rate if source is not None else None
-
-    def _check_writes(self, stage: StageDraft, label: str, writes: StreamRef, reads_known: bool, written: dict,
-                      path: KeyPath) -> None:
-        if _codebooks(writes) & written[writes.stream]:
-            self.problem(path + ("writes",), f"{label} writes {writes}, already written by an earlier stage")
-        role = stage.role
-        if role is None:
-            return  # an unknown role is its own problem; what it should write is not known
-        if (role == "semantic") != (writes.stream == "semantic"):
-            self.problem(path + ("writes",), f"a {role!r} stage writes the "
-                                             f"{'semantic' if role == 'semantic' else 'acoustic'} stream, not {writes}")
-        elif role == "coarse" and writes.start != 0:
-            self.problem(path + ("writes",), f"a coarse stage writes the first codebooks (acoustic[0:N]), not {writes}")
-        elif role == "fine" and reads_known and not any(r.stream == "acoustic" for r in stage.reads if r is not None):
-            self.problem(path + ("reads",), "a fine stage reads the coarse codebooks, e.g. reads: ['acoustic[0:2]']")
 
     def _mode(self, stage: StageDraft, label: str, cond: ResolvedComponent | None, path: KeyPath) -> str | None:
         """The stage's conditioning mode; None when it cannot be known (or cannot work: a problem)."""
@@ -432,21 +354,3 @@ class _Checker:
             return None
         config = self._config(entry, stage.sampler.params, spath)
         return None if config is None else ResolvedComponent(f"stages.{stage.name}.sampler", entry, config)
-
-
-def _codebooks(span: StreamRef, tok: ResolvedComponent | None = None) -> set[int]:
-    """The codebook indices of ``span`` that can exist (those of the tokenizer, when it is known)."""
-    most = tok.info.num_codebooks if tok is not None else INFO_LIMITS["num_codebooks"][1]
-    return set(range(span.start, min(span.stop, most)))
-
-
-def _ranges(indices: list[int]) -> str:
-    """[2, 3, 5] -> '2-3, 5'."""
-    parts, start = [], None
-    for i, n in enumerate(indices):
-        if start is None:
-            start = n
-        if i + 1 == len(indices) or indices[i + 1] != n + 1:
-            parts.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ", ".join(parts)

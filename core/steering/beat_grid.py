@@ -20,7 +20,7 @@ prime's onsets put them at that tempo) or from the
 piece itself: the strongest periodicity of the onsets of its semantic tokens over its opening,
 the first :data:`OPENING` seconds (a prime counts), estimated once and held by every window
 that starts after it. The estimator is the one the ``music-features`` tokenizer uses for its
-beat-phase block (:func:`strongest_beat`).
+beat-phase block (:func:`cadenza.core.audio.tempo.strongest_beat`).
 
 Why an opening of 10 s and not the first window: the default's first window is 2.5 s, a few
 beats, and a grid read from it held a tempo the text had not asked for. Steering 5 s clips from
@@ -48,15 +48,12 @@ from typing import Any
 
 import attrs
 import torch
-from torch.nn import functional as F
 
 from cadenza.core.audio.io import prepare
+from cadenza.core.audio.tempo import phase_at, strongest_beat
 from cadenza.core.errors import InputError
 from cadenza.core.steering.logit_bias import BiasedModel, check_scale
 
-BPM_RANGE = (60, 200)  # tempi the estimator chooses between
-BPM_PRIOR_CENTRE = 120.0  # tempo prior: a log-normal around it, one octave wide
-BEAT_DETREND = 9  # frames: the estimator sees the onset envelope minus its moving average
 GIVEN_BPM_RANGE = (30.0, 300.0)  # what --bpm accepts
 BEAT_WIDTH = 0.7  # frames: standard deviation of a beat's closeness g around its frame
 DEFAULT_STRENGTH = 8.0  # logit scale when a tempo is given but the spec's beat strength is 0
@@ -78,51 +75,6 @@ def check_bpm(bpm: float | None) -> float | None:
     if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not math.isfinite(bpm) or not low <= bpm <= high:
         raise InputError(f"bpm must be a tempo from {low:g} to {high:g} beats per minute, got {bpm!r}")
     return float(bpm)
-
-
-def _correlation(onset: torch.Tensor, period: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Onset envelopes ``[B, T]`` and beat periods ``[K]`` (frames) -> ``(z_re, z_im)`` ``[B, K]``,
-    ``z = sum_t o_t exp(-2 pi i t / P)`` of the detrended, centred envelope ``o``, and the
-    envelope's total after detrending ``[B]`` (what a confidence is relative to)."""
-    frames = onset.shape[-1]
-    t = torch.arange(frames, dtype=torch.float64, device=onset.device)
-    angle = 2 * math.pi * t[None, :] / period[:, None]  # [K, T]
-    o = onset.double()
-    if frames:
-        width = min(BEAT_DETREND, 2 * ((frames - 1) // 2) + 1)
-        local = F.avg_pool1d(o[:, None], width, 1, width // 2, count_include_pad=False)[:, 0]
-        o = (o - local).clamp(min=0)
-    centred = o - o.mean(-1, keepdim=True)
-    return centred @ torch.cos(angle).T, -(centred @ torch.sin(angle).T), o.sum(-1)
-
-
-def strongest_beat(onset: torch.Tensor, frame_rate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Onset envelopes ``[B, T]`` -> per row ``(period, phase, confidence)``, float64.
-
-    The envelope minus its moving average over :data:`BEAT_DETREND` frames (negatives cut, so a
-    busy texture is no pulse by itself), then its mean, is correlated with
-    ``exp(-2 pi i t / P)`` for beat periods ``P`` (frames) of :data:`BPM_RANGE` BPM. The
-    strongest, times a prior around :data:`BPM_PRIOR_CENTRE` BPM, wins. ``phase`` is the angle
-    of its correlation: a beat falls where ``2 pi t / P + phase`` is a multiple of ``2 pi``.
-    ``confidence`` is ``|z| / sum(onset)`` in [0, 1]: 1 for perfectly periodic onsets.
-    """
-    bpm = torch.arange(BPM_RANGE[0], BPM_RANGE[1] + 1, dtype=torch.float64, device=onset.device)
-    period = 60.0 * frame_rate / bpm  # frames per beat  [K]
-    z_re, z_im, total = _correlation(onset, period)
-    strength = torch.hypot(z_re, z_im)
-    prior = torch.exp(-0.5 * torch.log2(bpm / BPM_PRIOR_CENTRE) ** 2)
-    best = (strength * prior).argmax(-1, keepdim=True)  # [B, 1]
-    phase = torch.atan2(z_im.gather(-1, best), z_re.gather(-1, best))[:, 0]
-    confidence = (strength.gather(-1, best)[:, 0] / total.clamp(min=1e-9)).clamp(0, 1)
-    return period[best[:, 0]], phase, confidence
-
-
-def phase_at(onset: torch.Tensor, period: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Onset envelopes ``[B, T]`` -> per row ``(phase, confidence)`` of a beat every ``period``
-    frames: where the beats of a given tempo fall in what already exists (a prime)."""
-    z_re, z_im, total = _correlation(onset, torch.tensor([float(period)], dtype=torch.float64, device=onset.device))
-    confidence = (torch.hypot(z_re[:, 0], z_im[:, 0]) / total.clamp(min=1e-9)).clamp(0, 1)
-    return torch.atan2(z_im[:, 0], z_re[:, 0]), confidence
 
 
 @attrs.frozen

@@ -20,6 +20,11 @@ Those tokens then steer the semantic stage (:func:`semantic_prefix`, :func:`guid
 * **guided** (``strength``): the semantic stage runs as usual, but its logits get ``strength``
   added to the melody's token at each frame the melody covers: a nudge that the text and the
   stage's own model can outweigh. Large strengths approach forcing.
+
+A stage model that hears a melody's sound (MusicGen-melody's chroma; it has
+``melody_sample_rate``) takes neither: it gets the melody as audio (:func:`melody_audio`: the
+recording a source read, else the notes rendered by :func:`synthesize`), each long-form window
+from its own start (:func:`melody_window`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cadenza.core.audio.io import resample
 from cadenza.core.errors import InputError
 from cadenza.core.files.user_text import check_regular_file
 
@@ -85,6 +91,11 @@ class Melody:
     notes: tuple[Note, ...] = attrs.field(converter=check_notes)
     file: str | None = None
     source: str = ""
+    # The recording the notes were heard in (``[S]`` mono float at ``sample_rate``), kept by
+    # sources that read audio: a stage conditioned by a melody's sound (MusicGen-melody's
+    # chroma) hears it, not a rendering of the notes. None for notes alone (MIDI).
+    audio: Any = attrs.field(default=None, eq=False, repr=False)
+    sample_rate: int | None = None
 
     @property
     def seconds(self) -> float:
@@ -178,6 +189,40 @@ def melody_tokens(tokenizer: Any, info: Any, melody: Melody, seconds: float) -> 
             device = next((p.device for p in getattr(tokenizer, "buffers", lambda: iter(()))()), None)
             ids = tokenizer.tokenize(audio if device is None else audio.to(device))[0]
     return _fit(ids.reshape(-1).long().cpu(), frames)
+
+
+def melody_audio(rows: list[Melody], sample_rate: int, seconds: float) -> list[torch.Tensor]:
+    """Each row's melody as ``[S]`` mono audio at ``sample_rate``, at most ``seconds`` long: the
+    recording it was read from, or else its notes rendered by :func:`synthesize` (a MIDI file).
+
+    For stage models conditioned by a melody's sound (``melody_sample_rate``). A rendering is
+    used rather than the notes themselves so that there is one path from a melody to such a
+    model: its own features of audio, with the smearing of its own analysis window, as in
+    training; a pitch tracker's or a third-party source's notes work the same way.
+    """
+    out = []
+    for melody in rows:
+        if melody.audio is not None and melody.sample_rate:
+            audio = resample(melody.audio.float().reshape(1, 1, -1), melody.sample_rate, sample_rate)[0, 0]
+            audio = audio[: max(1, round(seconds * sample_rate))]
+        else:
+            notes = [n for n in melody.notes if n.start < seconds]
+            if not notes:
+                raise InputError(f"{melody.file or 'melody'}: no note starts within the {seconds:g} s to generate")
+            audio = synthesize(notes, sample_rate, min(melody.seconds, seconds))[0, 0]
+        out.append(audio)
+    return out
+
+
+def melody_window(rows: Sequence[torch.Tensor], start: int) -> torch.Tensor:
+    """``[B, S]``: each row's melody audio from sample ``start`` on, cycled (a window past the
+    melody's end hears it again from its start, as audiocraft's windows and the library's
+    repeat of a short chroma do), rows padded with silence to the longest."""
+    import torch
+
+    cycled = [torch.roll(audio, -(start % audio.shape[0])) for audio in rows]
+    longest = max(a.shape[0] for a in cycled)
+    return torch.stack([torch.nn.functional.pad(a, (0, longest - a.shape[0])) for a in cycled])
 
 
 def check_strength(strength: float | None) -> float | None:

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cadenza.core.audio.dsp import mel_spectrogram
+from cadenza.core.audio.io import resample
 from cadenza.core.errors import InputError
 
 MEL_RATE = 16000
@@ -72,15 +74,9 @@ class MelStatsEmbedding:
     name = "mel-stats"
 
     def __call__(self, clip: Any, sample_rate: int) -> np.ndarray:
-        from cadenza.core.audio.io import resample
-        from cadenza.core.audio.dsp import mel_filterbank
-
         x = resample(_mono(clip, "audio")[None], sample_rate, MEL_RATE)[0].double()
         n_fft, hop = 1024, 256
-        x = torch.nn.functional.pad(x, (0, max(0, n_fft - x.shape[0])))
-        spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft, dtype=x.dtype), return_complex=True).abs() ** 2
-        bank = mel_filterbank(n_fft // 2 + 1, MEL_BANDS, MEL_RATE).to(x.dtype)
-        mel = torch.log10(torch.einsum("fm,ft->mt", bank, spec).clamp_min(1e-10))
+        mel = torch.log10(mel_spectrogram(x, MEL_RATE, n_fft, hop, MEL_BANDS).clamp_min(1e-10))
         per_s = MEL_RATE / hop
         width, step = max(1, round(MEL_WINDOW_S * per_s)), max(1, round(MEL_HOP_S * per_s))
         starts = range(0, max(1, mel.shape[1] - width + 1), step)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cadenza.core.errors import InputError
-from cadenza.core.audio.dsp import mel_filterbank
+from cadenza.core.audio.dsp import mel_spectrogram
 
 WINDOW_SECONDS = (0.0232, 0.0464, 0.0929)  # 512 / 1024 / 2048 samples at 22.05 kHz
 N_MELS = 80
@@ -58,11 +58,7 @@ def log_mel(x: torch.Tensor, sample_rate: int, window_seconds: float, n_mels: in
     """``[C, S]`` -> log10 mel magnitudes ``[C, n_mels, frames]`` (hop a quarter window)."""
     n_fft = 2 ** max(5, round(math.log2(window_seconds * sample_rate)))
     hop = n_fft // 4
-    if x.shape[-1] < n_fft:
-        x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
-    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft, dtype=x.dtype), return_complex=True).abs()
-    bank = mel_filterbank(n_fft // 2 + 1, min(n_mels, n_fft // 4), sample_rate, norm="slaney").to(x.dtype)
-    mel = torch.einsum("fm,cft->cmt", bank, spec)
+    mel = mel_spectrogram(x, sample_rate, n_fft, hop, min(n_mels, n_fft // 4), power=1, norm="slaney")
     return torch.log10(mel.clamp_min(LOG_FLOOR))
 
 

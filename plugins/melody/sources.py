@@ -248,7 +248,7 @@ class AudioMelodySource:
         if not notes:
             raise InputError(f"{path}: no melody found (no pitched sound between {self.config.fmin:g} and "
                              f"{self.config.fmax:g} Hz lasting {self.config.min_note_seconds:g} s)")
-        return Melody(tuple(notes), file=str(path), source="audio")
+        return Melody(tuple(notes), file=str(path), source="audio", audio=audio.float().mean(0), sample_rate=rate)
 
 
 def build_audio(config: Any, context: Any) -> AudioMelodySource:

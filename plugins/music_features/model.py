@@ -15,7 +15,7 @@ Every block is computed from plain STFTs, so nothing is downloaded:
   bins (SuperFlux), divided by the clip's
   :data:`ONSET_QUANTILE` quantile of it (at least :data:`ONSET_FLOOR`, so steady or silent
   audio stays near 0) and capped at 1.
-* **beat phase** - one tempo and phase per clip (:func:`cadenza.core.steering.beat_grid.strongest_beat`):
+* **beat phase** - one tempo and phase per clip (:func:`cadenza.core.audio.tempo.strongest_beat`):
   the onset envelope (its moving average over a few frames subtracted, negatives cut, then its
   mean removed) is correlated with ``exp(-2 pi i t / P)`` for beat periods ``P`` of 60 to 200
   BPM; the strongest (times a prior around 120 BPM) gives the tempo and, from its angle, where the
@@ -56,7 +56,7 @@ from torch.nn import functional as F
 
 from cadenza.core.quantize import kmeans
 from cadenza.core.audio.io import resample
-from cadenza.core.steering.beat_grid import strongest_beat
+from cadenza.core.audio.tempo import strongest_beat
 from cadenza.core.engine.checkpoint import build_module
 from cadenza.core.quantize.centroid_tokenizer import CentroidTokenizer
 from cadenza.core.errors import InputError

@@ -18,6 +18,8 @@ DESCRIPTIONS = {
     "tiny-musicgen": "1-stage MusicGen-style cascade (all codebooks, cross-attention), tiny and untrained: noise",
     **{f"musicgen-{size}": f"MusicGen {size}, the published weights (facebook/musicgen-{size}; fetch once with "
                            f"`cadenza download musicgen-{size}`)" for size in ("small", "medium", "large")},
+    "musicgen-melody": "MusicGen melody, the published weights (facebook/musicgen-melody): text and --melody's "
+                       "chroma; fetch once with `cadenza download musicgen-melody`",
 }
 
 

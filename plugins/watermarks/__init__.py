@@ -35,9 +35,9 @@ def _open_unit(instance, attribute, value) -> None:
         raise ValueError(f"{attribute.name} must be a number in (0, 1), got {value!r}")
 
 
-def _positive(instance, attribute, value) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+def _exponent(instance, attribute, value) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 4):
+        raise ValueError(f"{attribute.name} must be a number in [0, 4], got {value!r}")
 
 
 def _decibels(instance, attribute, value) -> None:
@@ -50,16 +50,18 @@ class SpreadSpectrumConfig:
     """Parameters of the ``spread-spectrum`` watermark, as written under ``params:``.
 
     ``key``: the secret (null: ``CADENZA_WATERMARK_KEY``, else the public key, which anyone
-    can detect and forge). ``strength``: depth of the magnitude modulation, ``|X| * (1 +- strength)``.
-    ``peak_cap``: peaks are modulated no deeper than ``peak_cap`` times their frame's mean band
-    level (they decide the SNR, not the detection). ``min_snr_db``: the mark is scaled down
-    where it would leave less SNR than this. ``threshold``: the p-value at or below which
-    ``detect`` says ``marked`` (the false-positive rate).
+    can detect and forge). ``strength``: the deepest the magnitude modulation goes in any cell,
+    ``|X| * (1 +- strength)``. ``min_snr_db``: the SNR the mark is fitted to: each cell's depth
+    falls as ``|X| ** -depth_exponent`` (loud cells, which decide the SNR, get shallow marks;
+    quieter ones up to ``strength``), scaled so the whole mark leaves exactly this SNR.
+    ``depth_exponent``: 0 is a flat depth; 2 is what white noise would make optimal; 1.5 keeps
+    codecs, which discard the quietest cells, in view. ``threshold``: the p-value at or below
+    which ``detect`` says ``marked`` (the false-positive rate).
     """
 
     key: str | None = attrs.field(default=None, validator=_key)
-    strength: float = attrs.field(default=0.3, validator=_open_unit)
-    peak_cap: float = attrs.field(default=1.0, validator=_positive)
+    strength: float = attrs.field(default=0.6, validator=_open_unit)
+    depth_exponent: float = attrs.field(default=1.5, validator=_exponent)
     min_snr_db: float = attrs.field(default=30.5, validator=_decibels)
     threshold: float = attrs.field(default=1e-6, validator=_open_unit)
 

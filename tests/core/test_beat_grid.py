@@ -308,3 +308,12 @@ def test_the_bundled_default_puts_its_onsets_on_a_given_beat(registry):
     heard = held.beats[0]["heard"]
     unsteered, = hear_beats(default.semantic_tokenizer, 16000, free.audio, default.sample_rate, onsets, RATE, [beat])
     assert heard["relation"] == "same" and heard["on_beat"] > unsteered["on_beat"] + 0.1
+
+
+def test_the_grid_and_the_music_features_tokenizer_read_tempo_with_the_one_core_estimator():
+    from cadenza.core.audio import tempo
+    from cadenza.core.steering import beat_grid
+    from cadenza.plugins.music_features import model as music_features
+
+    assert beat_grid.strongest_beat is music_features.strongest_beat is tempo.strongest_beat
+    assert beat_grid.phase_at is tempo.phase_at

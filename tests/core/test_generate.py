@@ -129,7 +129,7 @@ def test_same_seed_gives_the_same_file(cli, tiny_spec, tmp_path):
     (["", "-s", "1"], "prompt 1 is empty"),
     (["x", "-s", "-2"], "positive number of seconds"),
     (["x", "--seed", "-1"], "--seed must be an integer from 0 to 2^63-1"),
-    (["x", "-p", "no-such-preset"], "no such spec file or pipeline preset (presets: default, musicgen-large, musicgen-medium, musicgen-small, tiny-musicgen, tiny-random)"),
+    (["x", "-p", "no-such-preset"], "no such spec file or pipeline preset (presets: default, musicgen-large, musicgen-medium, musicgen-melody, musicgen-small, tiny-musicgen, tiny-random)"),
     (["x", "-o", "{tmp}/out.mp3"], "unsupported audio format '.mp3'"),
 ])
 def test_generate_command_bad_input(cli, tmp_path, args, message):
@@ -158,7 +158,7 @@ def test_unreadable_weights_file_is_one_line(cli, tiny_spec, tmp_path):
 def test_invalid_spec_lists_problems_without_traceback(cli, write_spec, tmp_path):
     bad = write_spec("tokenizer: tiny-codec\nstages:\n  - role: coarse\n    model: transformr\n    writes: acoustic\n")
     code, _, stderr = cli("generate", "x", "-p", bad, "-o", tmp_path / "y.wav")
-    assert code == 2 and stderr.strip() == f"{bad}:4: unknown stage model 'transformr'; available: musicgen, transformer"
+    assert code == 2 and stderr.strip() == f"{bad}:4: unknown stage model 'transformr'; available: musicgen, musicgen-melody, transformer"
 
 
 def test_random_pipeline_says_it_is_random(cli, tmp_path):

@@ -133,7 +133,7 @@ def test_plain_dict_specs_are_checked_too(registry):
     tree = yaml.safe_load(TINY_SPEC)
     assert len(check_tree(tree, registry).stages) == 3
     tree["stages"][0]["model"] = "lstm"
-    with pytest.raises(SpecError, match="unknown stage model 'lstm'; available: musicgen, transformer"):
+    with pytest.raises(SpecError, match="unknown stage model 'lstm'; available: musicgen, musicgen-melody, transformer"):
         check_tree(tree, registry)
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cadenza.plugins.workflows.train import instrument as ti
+from cadenza.plugins.workflows.train.config import InstrumentTrainConfig, config_from_args
 from cadenza.core.cli.main import build_parser
 from cadenza.core.errors import InputError, WeightsError
 from cadenza.plugins.estimators import instrument as ic
@@ -143,9 +144,11 @@ def test_bad_weights_are_one_line_errors_naming_the_file(registry, tmp_path):
 # ---------------------------------------------------------------- training
 
 
-def train_args(data: Path, out: Path, *extra: str):
-    return build_parser().parse_args(["train", "--stage", "instrument", "--data", str(data), "--out", str(out),
-                                      "--batch-size", "4", "--seconds", "1", "--warmup-steps", "2", *extra])
+def train_args(data: Path, out: Path, *extra: str) -> InstrumentTrainConfig:
+    """The config ``cadenza train --stage instrument`` builds from these flags."""
+    return config_from_args(build_parser().parse_args(
+        ["train", "--stage", "instrument", "--data", str(data), "--out", str(out), "--batch-size", "4", "--seconds",
+         "1", "--warmup-steps", "2", *extra]))
 
 
 @pytest.mark.slow

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import subprocess
 import sys
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,10 +19,15 @@ from cadenza.core.errors import CadenzaError, WeightsError
 from cadenza.core.types import Detection
 from cadenza.plugins.perth import MISSING, PACKAGED, PerthConfig
 from cadenza.plugins.perth.model import null_for, p_value
+from cadenza.plugins.perth.null_sample import (BUCKETS, FILE_NAME, null_scores, null_scores_file, read_null_scores,
+                                               write_null_scores)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_registration_module_imports_neither_torch_nor_perth():
-    code = "import sys, cadenza.plugins.perth; print('torch' in sys.modules, 'perth' in sys.modules)"
+    code = ("import sys, cadenza.plugins.perth, cadenza.plugins.perth.null_sample as n; n.null_scores(); "
+            "print('torch' in sys.modules, 'perth' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -46,6 +56,43 @@ def test_p_value_counts_the_null_sample_at_or_above_the_score():
     assert p_value(0.0, null) == 1.0
     buckets = {1.5: (1.0,), 3.0: (2.0,), float("inf"): (3.0,)}
     assert [null_for(s, buckets) for s in (0.2, 1.5, 2.0, 60.0)] == [(1.0,), (1.0,), (2.0,), (3.0,)]
+
+
+# The stored null sample, pinned as it was when it moved from model.py's source into null_scores.json:
+# a digest of all 4,000 scores in bucket order, and p-values (as k / 1001) computed before the move.
+NULL_SAMPLE_DIGEST = "9892ddf561dce2780581784cec2340c597295223a0bbea0350b9f5cdd5ad077a"
+P_VALUES_BEFORE_THE_MOVE = {  # (seconds, score): k, where p = k / 1001
+    (0.5, 0.0): 989, (0.5, 0.1): 424, (0.5, 0.9): 105, (2.0, 0.0001): 938, (2.0, 0.5): 241, (2.0, 0.95): 36,
+    (5.0, 0.1): 646, (5.0, 0.7): 88, (5.0, 0.95): 14, (30.0, 0.0): 987, (30.0, 0.9): 4, (30.0, 0.95): 1,
+}
+
+
+def test_the_packaged_null_sample_is_the_one_that_was_in_the_source():
+    null = null_scores()
+    assert tuple(sorted(null)) == BUCKETS and all(len(scores) == 1000 for scores in null.values())
+    digest = hashlib.sha256(" ".join(repr(s) for upper in sorted(null) for s in null[upper]).encode()).hexdigest()
+    assert digest == NULL_SAMPLE_DIGEST
+    got = {key: p_value(key[1], null_for(key[0], null)) for key in P_VALUES_BEFORE_THE_MOVE}
+    assert got == {key: k / 1001 for key, k in P_VALUES_BEFORE_THE_MOVE.items()}
+    assert null_scores() is null  # read once per process
+
+
+def test_the_null_sample_is_package_data_beside_its_module():
+    assert Path(str(null_scores_file())) == ROOT / "plugins" / "perth" / FILE_NAME
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch(FILE_NAME, pattern) for pattern in patterns.get("cadenza.plugins.perth", []))
+
+
+def test_written_null_sample_reads_back_and_a_bad_one_is_a_one_line_error(tmp_path):
+    written = {1.5: [0.3, -0.1, 0.2], math.inf: [0.5]}
+    path = tmp_path / FILE_NAME
+    write_null_scores(path, written, "three clips")
+    assert read_null_scores(path) == {1.5: (-0.1, 0.2, 0.3), math.inf: (0.5,)}
+    assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]  # no temporary file left beside it
+    path.write_text('{"buckets": [{"scores": [1]}]}')
+    with pytest.raises(WeightsError) as caught:
+        read_null_scores(path)
+    assert "not perth's null sample" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_building_without_resemble_perth_fails_with_one_line(monkeypatch):

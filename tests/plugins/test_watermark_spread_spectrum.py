@@ -80,7 +80,7 @@ def test_registers_spread_spectrum_with_its_config():
 
 @pytest.mark.parametrize("field, value", [
     ("key", ""), ("key", 3), ("strength", 0.0), ("strength", 1.0), ("strength", math.nan),
-    ("peak_cap", 0.0), ("peak_cap", math.inf), ("min_snr_db", -1.0), ("threshold", 0.0), ("threshold", 1.5),
+    ("depth_exponent", -1.0), ("depth_exponent", math.inf), ("min_snr_db", -1.0), ("threshold", 0.0), ("threshold", 1.5),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field} "):

@@ -137,6 +137,35 @@ def test_in_process_plugin_objects_and_unknown_names():
         registry.get("metric", "size")
 
 
+def test_registration_hooks_are_called_through_pluggy():
+    """pluggy's own calling rules hold: a wrapper runs around the plugin's implementations and
+    ``tryfirst`` orders them, which calling each implementation's function by hand would skip."""
+    @attrs.frozen
+    class Cfg:
+        n: int = 1
+
+    def metric(name):
+        return lambda register: register(name, "x:y", config=Cfg)
+
+    @hookimpl(wrapper=True, specname="register_metrics")
+    def around(register):
+        register("before", "x:y", config=Cfg)
+        result = yield
+        register("after", "x:y", config=Cfg)
+        return result
+
+    plugin = types.SimpleNamespace(  # not hashable: pluggy's subset_hook_caller could not leave it out
+        around=around, later=hookimpl(specname="register_metrics")(metric("later")),
+        first=hookimpl(specname="register_metrics", tryfirst=True)(metric("first")))
+    registry = Registry()
+    other = registry.add_plugin(types.SimpleNamespace(register_metrics=hookimpl(metric("elsewhere"))), "other")
+    record = registry.add_plugin(plugin, "ordered")
+    assert record.error is None and other.components == ["metric:elsewhere"] and record.hooks == ["register_metrics"]
+    assert record.components == ["metric:before", "metric:first", "metric:later", "metric:after"]
+    assert {e.name: e.plugin for e in registry.entries("metric")} == {
+        "elsewhere": "other", "before": "ordered", "first": "ordered", "later": "ordered", "after": "ordered"}
+
+
 def run_python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cadenza.core.cli.main import build_parser
+from cadenza.core.errors import InputError
+from cadenza.plugins.workflows.evaluate.config import EvaluateConfig, config_from_args
+from cadenza.plugins.workflows.evaluate.evaluation import evaluate
 from cadenza.plugins.workflows.evaluate.runner import (HELD_OUT_COMBINATION, LabelledPrompt, clip_name, groups_of, read_prompts,
                                    summarize)
 
@@ -110,3 +114,22 @@ def test_read_prompts_limit_and_duplicate_ids(tmp_path):
     prompts, problems = read_prompts(path)
     assert [p.name for p in prompts] == ["x", "y"] and problems == [f"{path}:2: id 'x' repeats an earlier line's"]
     assert [p.name for p in read_prompts(path, limit=1)[0]] == ["x"]
+
+
+def test_the_config_has_the_command_lines_defaults_and_checks():
+    args = build_parser().parse_args(["evaluate", "--prompts", "p.jsonl", "--out", "eval"])
+    assert config_from_args(args) == EvaluateConfig(prompts="p.jsonl", out="eval")
+    for values, message in (({"seeds": 0}, "--seeds must be >= 1, got 0"), ({"limit": -2}, "--limit must be >= 1"),
+                            ({"batch_size": 0}, "--batch-size must be >= 1"), ({"seconds": -1.0}, "seconds")):
+        with pytest.raises(InputError, match=message):
+            EvaluateConfig(prompts="p.jsonl", out="eval", **values)
+
+
+def test_evaluate_from_python_writes_what_the_command_writes(tiny_spec, corpus, tmp_path, capsys):
+    out = tmp_path / "eval"
+    config = EvaluateConfig(pipeline=tiny_spec, prompts=corpus / "manifest.jsonl", out=out, limit=2,
+                            fad_embedding="none", quiet=True)
+    assert evaluate(config) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prompts"] == 2 and summary["fad"] is None and len(list((out / "audio").glob("*.wav"))) == 2
+    assert "| **overall** |" in capsys.readouterr().out

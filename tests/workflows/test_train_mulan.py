@@ -19,13 +19,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 import soundfile
 import torch
 
 from cadenza.plugins.workflows.train import mulan as tm
-from cadenza.core.cli.main import build_parser
+from cadenza.plugins.workflows.train.config import MulanTrainConfig
 from cadenza.core.components import BuildContext
 from cadenza.core.errors import CadenzaError, InputError
 from cadenza.core.spec.validate import load_pipeline
@@ -74,15 +75,11 @@ def dataset(tmp_path_factory) -> Path:
     return folder
 
 
-def make_args(data: Path, out: Path, *extra: str, **overrides):
-    """The namespace `cadenza train` parses (what cli_train hands to train_mulan), with overrides."""
-    args = build_parser().parse_args(["train", "--pipeline", str(data / "spec.yaml"), "--stage", "mulan",
-                                      "--data", str(data / "data.jsonl"), "--out", str(out), *extra])
-    defaults = {"steps": 60, "batch_size": 8, "lr": 1e-3, "warmup_steps": 5, "valid_every": 20,
-                "checkpoint_every": 25, "seed": 0}
-    for key, value in {**defaults, **overrides}.items():
-        setattr(args, key, value)
-    return args
+def make_args(folder: Path, out: Path, **overrides) -> MulanTrainConfig:
+    """The config of a short run on ``folder``'s data (the schedule's other values are the CLI's defaults)."""
+    values = {"pipeline": folder / "spec.yaml", "data": folder / "data.jsonl", "out": out, "steps": 60, "batch_size": 8,
+              "lr": 1e-3, "warmup_steps": 5, "valid_every": 20, "checkpoint_every": 25, "seed": 0}
+    return MulanTrainConfig(**{**values, **overrides})
 
 
 def read_log(run: Path) -> list[dict]:
@@ -194,6 +191,39 @@ def test_kill_and_resume_matches_an_uninterrupted_run(dataset, tmp_path, monkeyp
     assert all(torch.allclose(ea[k], eb[k], atol=1e-6) for k in ea)
 
 
+def test_a_checkpoint_with_the_earlier_ema_layout_resumes_exactly(dataset, tmp_path):
+    """Runs trained before the EMA became torch's AveragedModel resume onto the same weights: their
+    ``ema.safetensors`` held the state dict's plain keys (float32) and ``state.json`` the update count
+    as ``ema_updates`` (the layout is written here the way that code wrote it)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    options = dict(steps=8, batch_size=4, grad_accum=2, checkpoint_every=4, valid_every=4, ema_decay=0.9)
+    whole = tmp_path / "whole"
+    assert tm.train_mulan(make_args(dataset, whole, **options)) == 0
+    earlier = tmp_path / "earlier"
+    shutil.copytree(whole, earlier)
+    shutil.rmtree(earlier / "checkpoints" / "step-0000008")
+    shutil.rmtree(earlier / "export")
+    (earlier / "checkpoints" / "latest").write_text("step-0000004\n")
+    folder = earlier / "checkpoints" / "step-0000004"
+    averaged = load_file(str(folder / "ema.safetensors"))
+    assert int(averaged["n_averaged"]) == 5  # the initial weights and four updates
+    save_file({k.removeprefix("module."): v.float() for k, v in averaged.items() if k != "n_averaged"},
+              str(folder / "ema.safetensors"))
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps({**state, "ema_updates": 4}))
+
+    assert tm.train_mulan(make_args(dataset, earlier, resume=True, **options)) == 0
+    a = tm.load_state(whole / "checkpoints" / "step-0000008")
+    b = tm.load_state(earlier / "checkpoints" / "step-0000008")
+    assert a["ema"].keys() == b["ema"].keys() and "n_averaged" in b["ema"]
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    ea, eb = (load_file(str(run / "export" / "model.safetensors")) for run in (whole, earlier))
+    assert ea.keys() == eb.keys() and all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
 def test_items_without_captions_or_readable_audio_are_skipped_and_counted(dataset, tmp_path):
     (tmp_path / "broken.wav").write_text("not audio")
     lines = ["audio,caption"] + [f"{dataset / f'c{k}_{i:02d}.wav'},{CLASSES[k]}" for k in range(3) for i in range(3)]
@@ -229,13 +259,11 @@ def test_unusable_inputs_are_one_line(dataset, tmp_path, write_spec):
             tm.train_mulan(args)
         assert "\n" not in str(info.value)
 
-    args = make_args(dataset, tmp_path / "a")
-    args.data = str(dataset)  # a folder of audio: items but no captions
+    args = make_args(dataset, tmp_path / "a", data=dataset)  # a folder of audio: items but no captions
     one_line(InputError, args, r"no usable training items: 48 items listed.*48 skipped without a caption.*manifest")
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"audio": str(dataset / "c0_00.wav")}) + "\n")
-    args.data = str(empty)
-    one_line(InputError, args, "no usable training items")
+    one_line(InputError, attrs.evolve(args, data=empty), "no usable training items")
     other = write_spec(TINY_SPEC, "byte.yaml")  # its conditioner is byte-text
     one_line(CadenzaError, make_args(dataset, tmp_path / "b", pipeline=str(other)),
              "trains a `mulan` conditioner, but the spec has conditioner 'byte-text'")
@@ -275,9 +303,10 @@ def test_two_processes_train_on_the_global_batch(dataset, tmp_path):
     args = make_args(dataset, tmp_path / "double", batch_size=4, **options)
     script = tmp_path / "launch.py"
     script.write_text(textwrap.dedent("""
-        import argparse, json, sys
+        import json, sys
+        from cadenza.plugins.workflows.train.config import MulanTrainConfig
         from cadenza.plugins.workflows.train.mulan import train_mulan
-        sys.exit(train_mulan(argparse.Namespace(**json.loads(sys.argv[1]))))
+        sys.exit(train_mulan(MulanTrainConfig(**json.loads(sys.argv[1]))))
     """))
     # `accelerate launch --cpu --num_processes 2` starts ONE process unless mpirun is installed (its
     # multi-CPU launcher); --multi_gpu goes through torchrun, and the trainer asks Accelerate for the
@@ -285,7 +314,7 @@ def test_two_processes_train_on_the_global_batch(dataset, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(script), json.dumps(vars(args))]
+               "--main_process_port", str(_free_port()), str(script), json.dumps(attrs.asdict(args))]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     print(f"two-process run: {time.monotonic() - started:.1f} s")

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from cadenza.core.cli.main import build_parser
+from cadenza.plugins.workflows.train.config import TrainConfig, config_from_args
 from cadenza.plugins.workflows.train.stage_data import StreamBatches
 from cadenza.plugins.workflows.prepare.token_cache import cache_header
 from cadenza.plugins.workflows.prepare.token_cache import CacheWriter
@@ -70,9 +71,10 @@ def make_cache(folder: Path, spec: Path, clips: int = 24, valid: int = 4, second
     return folder
 
 
-def train_args(spec: Path, stage: str, cache: Path, out: Path, *extra: str):
-    return build_parser().parse_args(["train", "-p", str(spec), "--stage", stage, "--cache", str(cache),
-                                      "--out", str(out), *map(str, extra)])
+def train_args(spec: Path, stage: str, cache: Path, out: Path, *extra: str) -> TrainConfig:
+    """The config ``cadenza train`` builds from these flags (the CLI's defaults and checks)."""
+    return config_from_args(build_parser().parse_args(["train", "-p", str(spec), "--stage", stage, "--cache", str(cache),
+                                      "--out", str(out), *map(str, extra)]))
 
 
 def log_records(run: Path) -> list[dict]:

@@ -20,7 +20,6 @@ The steps, each resumable (``--resume`` keeps what ``OUT`` already holds):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -30,9 +29,11 @@ from typing import Any
 
 import attrs
 
+from cadenza.core.cli.batch import BatchConfig, run_batch
 from cadenza.core.files.atomic import write_text
 from cadenza.core.errors import InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
+from cadenza.plugins.workflows.evaluate.config import EvaluateConfig
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 # Uniform chance of matching by guessing: 1 / number of values each attribute can take.
@@ -126,15 +127,12 @@ def write_jobs(out: Path, prompts: list[LabelledPrompt], seeds: int, seconds: fl
     return path
 
 
-def generate(args: argparse.Namespace, jobs: Path, audio_dir: Path) -> int:
-    """Run ``cadenza generate --prompts jobs --out audio_dir --resume`` (clips already there are kept)."""
-    from cadenza.core.cli.batch import run_batch
-    from cadenza.core.cli.main import build_parser
-
-    argv = ["generate", "--pipeline", str(args.pipeline), "--prompts", str(jobs), "--out", str(audio_dir),
-            "--resume", "--batch-size", str(args.batch_size), "--device", args.device,
-            "--loudness", "none"]  # adherence is the model's: the output stage would move every level
-    return run_batch(build_parser().parse_args(argv + (["--quiet"] if args.quiet else [])))
+def generate(config: EvaluateConfig, jobs: Path, audio_dir: Path) -> int:
+    """Run the batch generator of ``cadenza generate --prompts jobs --out audio_dir --resume`` (clips
+    already there are kept)."""
+    return run_batch(BatchConfig(pipeline=config.pipeline, prompts=jobs, out=audio_dir, resume=True,
+                                 batch_size=config.batch_size, device=config.device, quiet=config.quiet,
+                                 loudness="none"))  # adherence is the model's: the output stage would move every level
 
 
 def _read_scores(path: Path) -> dict[str, dict[str, Any]]:

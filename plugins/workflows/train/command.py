@@ -3,7 +3,9 @@ or the instrument-family classifier of the ``instrument`` metric (``--stage inst
 
 Stages are trained by :mod:`cadenza.plugins.workflows.train.trainer` (Hugging Face Accelerate: the same command
 on a CPU, a GPU, or several processes); the conditioner by :mod:`cadenza.plugins.workflows.train.mulan`;
-the classifier by :mod:`cadenza.plugins.workflows.train.instrument`. Each is imported only when asked for.
+the classifier by :mod:`cadenza.plugins.workflows.train.instrument`. Each is imported only when asked for,
+and takes the typed config :func:`~cadenza.plugins.workflows.train.config.config_from_args` builds from
+the command line.
 Stages and the conditioner belong to a spec (``--pipeline``); the classifier does not.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from cadenza.core.errors import InputError
+from cadenza.plugins.workflows.train.config import config_from_args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,15 +24,15 @@ def run(args: argparse.Namespace) -> int:
                              "pipeline: drop --pipeline")
         from cadenza.plugins.workflows.train.instrument import train_instrument
 
-        return int(train_instrument(args) or 0)
+        return int(train_instrument(config_from_args(args)) or 0)
     if not args.pipeline:
         what = "the spec whose mulan conditioner to train" if args.stage == "mulan" else "the spec the stage belongs to"
         raise InputError(f"--stage {args.stage} needs --pipeline: {what} (a spec file or preset)")
     if args.stage == "mulan":
         from cadenza.plugins.workflows.train.mulan import train_mulan
 
-        return int(train_mulan(args) or 0)
+        return int(train_mulan(config_from_args(args)) or 0)
     from cadenza.plugins.workflows.train.trainer import train
 
-    train(args)
+    train(config_from_args(args))
     return 0

@@ -1,9 +1,10 @@
 """Pieces every audio trainer shares: reproducible random crops, the global batch order, the
-optimiser's parameter groups, an EMA of the weights, and reading a checkpoint back.
+optimiser's parameter groups, and reading a checkpoint back (the EMA of the weights every
+trainer keeps is :mod:`cadenza.plugins.workflows.train.ema`).
 
 Used by :mod:`cadenza.plugins.workflows.train.mulan` (the MuLan conditioner) and
 :mod:`cadenza.plugins.workflows.train.instrument` (the instrument-family classifier), so both read their
-data, resume and average their weights the same way. Everything random here is a pure
+data and resume the same way. Everything random here is a pure
 function of ``(seed, stream, epoch, index)``: a resumed run, or one with a different number of
 loader workers, sees exactly the crops and batches an uninterrupted one would.
 """
@@ -131,33 +132,6 @@ def param_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
         if p.requires_grad:
             (decay if p.ndim >= 2 else plain).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-class Ema:
-    """An exponential moving average of a module's state (float tensors averaged, others copied).
-
-    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so early
-    averages are not dominated by the random initialisation.
-    """
-
-    def __init__(self, module: Any, decay: float):
-        self.decay = decay
-        self.updates = 0
-        self.state = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
-                      for k, v in module.state_dict().items()}
-
-    def update(self, module: Any) -> None:
-        import torch
-
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        with torch.no_grad():
-            for key, value in module.state_dict().items():
-                target = self.state[key]
-                if target.is_floating_point():
-                    target.mul_(d).add_(value.detach().float(), alpha=1 - d)
-                else:
-                    target.copy_(value)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -56,20 +55,22 @@ from cadenza.plugins.workflows.train.run_checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
+from cadenza.plugins.workflows.train.config import InstrumentTrainConfig
 from cadenza.plugins.workflows.train.schedule import lr_factor
 from cadenza.plugins.workflows.train.common import (
     TRAIN_STREAM,
-    Ema,
     GlobalBatches,
-    check_schedule_args,
     crop_rng,
     load_state,
     param_groups,
     read_crop,
 )
+from cadenza.plugins.workflows.train.ema import averaged_weights, load_ema, make_ema
+from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
 
 if TYPE_CHECKING:
     import torch
+    from torch.optim.swa_utils import AveragedModel
 
 VALID_FRACTION = 0.05
 DEFAULT_SECONDS = 3.0
@@ -250,22 +251,15 @@ def per_family(pairs: list[tuple[int, int]], labels: tuple[str, ...]) -> tuple[d
 
 # -- the command ----------------------------------------------------------------------------------
 
-def check_args(args: Any) -> None:
-    if not getattr(args, "data", None):
-        raise InputError("--stage instrument needs --data: a `cadenza corpus` folder or a manifest with 'audio' and "
-                         "'instrument' fields")
-    check_schedule_args(args)
-
-
-def run_args(args: Any) -> dict[str, Any]:
-    values = {k: getattr(args, k, None) for k in ARG_KEYS}
-    values["seconds"] = args.seconds or DEFAULT_SECONDS
+def run_args(config: InstrumentTrainConfig) -> dict[str, Any]:
+    values = {k: getattr(config, k, None) for k in ARG_KEYS}
+    values["seconds"] = config.seconds or DEFAULT_SECONDS
     return values
 
 
-def command_line(args: Any) -> str:
+def command_line(config: InstrumentTrainConfig) -> str:
     """The ``cadenza train`` command that reproduces this run (paths as they were given)."""
-    values = run_args(args)
+    values = run_args(config)
     parts = ["cadenza", "train", "--stage", "instrument", "--data", str(values.pop("data")),
              "--out", str(values.pop("out"))]
     for key, value in values.items():
@@ -280,39 +274,29 @@ class _Log(RunLog):
             print(text, flush=True)
 
 
-def train_instrument(args: Any) -> int:
+def train_instrument(config: InstrumentTrainConfig) -> int:
     """Train the instrument-family classifier and export its (EMA) weights (module doc)."""
-    check_args(args)
     from cadenza.plugins.estimators.instrument import ClassifierConfig, build_model
 
-    config = ClassifierConfig(seed=args.seed)  # the default architecture; the seed initialises it
-    run = Path(args.out)
-    data = read_corpus(args.data, config.labels)
+    model_config = ClassifierConfig(seed=config.seed)  # the default architecture; the seed initialises it
+    run = Path(config.out)
+    data = read_corpus(config.data, model_config.labels)
 
     import torch
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
     from cadenza.core.engine.checkpoint import load_state_into
     from cadenza.core.spec.params import unstructure_config
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # one process may train several times (tests)
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    cpu = not torch.cuda.is_available()
-    if cpu and args.mixed_precision == "fp16":
-        raise InputError("--mixed-precision fp16 needs a GPU; on a CPU use bf16 or no")
-    accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision,
-                              gradient_accumulation_steps=args.grad_accum)
+    accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     device = accelerator.device
-    params = json.loads(json.dumps(unstructure_config(config)))
-    saved_args = run_args(args)
+    params = json.loads(json.dumps(unstructure_config(model_config)))
+    saved_args = run_args(config)
 
     checkpoint = None
-    if args.resume:
+    if config.resume:
         found = latest_checkpoint(run)
         if found is None:
             raise InputError(f"--resume: no checkpoint in {run / CHECKPOINTS}")
@@ -324,21 +308,21 @@ def train_instrument(args: Any) -> int:
             raise InputError(f"--resume: {found} was trained with other "
                              f"{', '.join('--' + k.replace('_', '-') for k in changed)}; resume with the same ones")
         if checkpoint.get("data") != data.fingerprint():
-            raise InputError(f"--resume: the training items of {args.data} differ from those of the run in {run}")
-        if int(checkpoint["step"]) >= args.steps and (run / EXPORT / EXPORT_FILE).exists():
-            raise InputError(f"{run} already finished ({checkpoint['step']} of {args.steps} steps); "
+            raise InputError(f"--resume: the training items of {config.data} differ from those of the run in {run}")
+        if int(checkpoint["step"]) >= config.steps and (run / EXPORT / EXPORT_FILE).exists():
+            raise InputError(f"{run} already finished ({checkpoint['step']} of {config.steps} steps); "
                              "pass a larger --steps to train on")
     elif latest_checkpoint(run) is not None:
         raise InputError(f"{run} already holds a training run ({run / CHECKPOINTS}); pass --resume to continue it, "
                          "or choose another --out")
 
-    rate = config.sample_rate
+    rate = model_config.sample_rate
     seconds = saved_args["seconds"]
     samples = max(1, round(seconds * rate))
-    global_batch = args.batch_size * world
+    global_batch = config.batch_size * world
     if len(data.train) < global_batch:
-        raise InputError(f"{args.data}: {len(data.train)} training items, fewer than one global batch of "
-                         f"{global_batch} (--batch-size {args.batch_size} x {world} processes)")
+        raise InputError(f"{config.data}: {len(data.train)} training items, fewer than one global batch of "
+                         f"{global_batch} (--batch-size {config.batch_size} x {world} processes)")
 
     log = _Log(run / LOG, main)
     if main:
@@ -349,38 +333,35 @@ def train_instrument(args: Any) -> int:
         else:
             log.reset()
 
-    set_seed(args.seed, device_specific=True)
-    model = build_model(config).train()
+    set_seed(config.seed, device_specific=True)
+    model = build_model(model_config).train()
     n_params = sum(p.numel() for p in model.parameters())
     step, consumed = 0, 0
     if checkpoint is not None:
         load_state_into(model, checkpoint["model"], str(run / CHECKPOINTS))
         step = int(checkpoint["step"])
         consumed = int(checkpoint["examples"]) // global_batch
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(args.warmup_steps, args.steps))
-    ema = Ema(model, args.ema_decay) if args.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None:
-            if checkpoint.get("ema") is None:
-                raise InputError(f"--resume: the checkpoint in {run} has no EMA weights")
-            ema.state = {k: v.clone() for k, v in checkpoint["ema"].items()}
-            ema.updates = int(checkpoint.get("ema_updates", step))
     # The scheduler is stepped by hand once per optimizer step.
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    if ema is not None:
-        ema.state = {k: v.to(device) for k, v in ema.state.items()}
+    ema = make_ema(unwrapped, config.ema_decay, "ramp") if config.ema_decay > 0 else None
+    if ema is not None and checkpoint is not None:
+        if checkpoint.get("ema") is None:
+            raise InputError(f"--resume: the checkpoint in {run} has no EMA weights")
+        load_ema(ema, checkpoint["ema"], int(checkpoint.get("ema_updates", step)))
     if checkpoint is not None and accelerator.scaler is not None and checkpoint.get("scaler") is not None:
         accelerator.scaler.load_state_dict(checkpoint["scaler"])
 
-    train_set = CropDataset(data.train, rate, samples, args.seed)
-    valid_set = CropDataset(data.valid, rate, samples, args.seed) if data.valid else None
-    sampler = GlobalBatches(len(train_set), args.batch_size, world, rank, args.seed, start=consumed)
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=args.num_workers,
-                        generator=torch.Generator().manual_seed(args.seed))
+    train_set = CropDataset(data.train, rate, samples, config.seed)
+    valid_set = CropDataset(data.valid, rate, samples, config.seed) if data.valid else None
+    sampler = GlobalBatches(len(train_set), config.batch_size, world, rank, config.seed, start=consumed)
+    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
+                        generator=torch.Generator().manual_seed(config.seed))
     batches = iter(loader)  # before the RNG restore: creating it must not shift the restored state
     if checkpoint is not None:
         states = checkpoint.get("rng") or []
@@ -390,10 +371,10 @@ def train_instrument(args: Any) -> int:
         set_rng_state(states[rank], device)
     ema_model = None
     if ema is not None and main and valid_set is not None:
-        ema_model = build_model(config).to(device)
+        ema_model = build_model(model_config).to(device)
 
-    log.say(f"instrument: {data.describe()}; {n_params:,} parameters, {len(config.labels)} families, global batch "
-            f"{global_batch} ({args.batch_size} x {world} process{'es' if world > 1 else ''}) x {args.grad_accum} "
+    log.say(f"instrument: {data.describe()}; {n_params:,} parameters, {len(model_config.labels)} families, global batch "
+            f"{global_batch} ({config.batch_size} x {world} process{'es' if world > 1 else ''}) x {config.grad_accum} "
             f"micro-batch(es), crops of {seconds:g} s at {rate} Hz"
             + (f"; resuming at step {step}" if checkpoint is not None else ""))
     if valid_set is None:
@@ -401,85 +382,83 @@ def train_instrument(args: Any) -> int:
 
     def validate() -> dict[str, Any]:
         result = {}
-        raw = evaluate(unwrapped, valid_set, max(args.batch_size, 32), device)
+        raw = evaluate(unwrapped, valid_set, max(config.batch_size, 32), device)
         result.update(valid_loss=round(raw["loss"], 6), valid_accuracy=round(raw["accuracy"], 4))
         if ema_model is not None:
-            ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in ema.state.items()})
-            averaged = evaluate(ema_model, valid_set, max(args.batch_size, 32), device)
+            ema_model.load_state_dict(averaged_weights(ema))
+            averaged = evaluate(ema_model, valid_set, max(config.batch_size, 32), device)
             result.update(valid_loss_ema=round(averaged["loss"], 6), valid_accuracy_ema=round(averaged["accuracy"], 4))
         return result
 
-    def checkpoint_now() -> None:
+    start, start_consumed = step, consumed
+
+    def checkpoint_now(step: int) -> None:
+        consumed = start_consumed + (step - start) * config.grad_accum  # micro-batches of every step so far
         rngs = gather_rng_states(accelerator)
         if main:
             write_checkpoint(
                 run, step, config={"component": "instrument-classifier", "config": params},
-                model=unwrapped.state_dict(), ema=None if ema is None else ema.state,
+                model=unwrapped.state_dict(), ema=None if ema is None else ema.state_dict(),
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                 scaler=None if accelerator.scaler is None else accelerator.scaler.state_dict(), rngs=rngs,
                 state={"format": STATE_FORMAT, "examples": consumed * global_batch, "global_batch": global_batch,
-                       "processes": world, "ema_updates": 0 if ema is None else ema.updates, "args": saved_args,
+                       "processes": world, "args": saved_args,
                        "data": data.fingerprint()})
         accelerator.wait_for_everyone()
 
     import torch.nn.functional as F
 
-    log_every = max(1, min(50, args.steps // 20))
+    log_every = max(1, min(50, config.steps // 20))
     started = time.monotonic()
-    model.train()
-    while step < args.steps:
-        losses, hits, seen, grad_norm = [], 0, 0, None
-        lr = scheduler.get_last_lr()[0]
-        for _ in range(args.grad_accum):
-            batch = next(batches)
-            consumed += 1
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    logits = model(batch["wave"].to(device)).float()
-                labels = batch["label"].to(device)
-                loss = F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.clip_grad > 0:
-                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.clip_grad))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            hits += int((logits.detach().argmax(dim=-1) == labels).sum())
-            seen += len(labels)
-        scheduler.step()
-        step += 1
-        if ema is not None:
-            ema.update(unwrapped)
-        loss_value = sum(losses) / len(losses)
-        record = {"step": step, "loss": round(loss_value, 6), "accuracy": round(hits / seen, 4), "lr": lr,
-                  "seconds": round(time.monotonic() - started, 3)}
-        if grad_norm is not None:
-            record["grad_norm"] = round(grad_norm, 6)
-        log.write(record)
-        if step % log_every == 0 or step == args.steps:
-            log.say(f"instrument: step {step}/{args.steps}  loss {loss_value:.4f}  batch accuracy {hits / seen:.3f}  "
+
+    def loss_of(batch: dict[str, Any]) -> tuple["torch.Tensor", dict[str, Any]]:
+        with accelerator.autocast():
+            logits = model(batch["wave"].to(device)).float()
+        labels = batch["label"].to(device)
+        hits = int((logits.detach().argmax(dim=-1) == labels).sum())
+        return F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING), {"hits": hits, "seen": len(labels)}
+
+    def record(result: StepResult) -> None:
+        step, loss_value, lr = result.step, result.loss, result.lr
+        accuracy = sum(s["hits"] for s in result.stats) / sum(s["seen"] for s in result.stats)
+        entry = {"step": step, "loss": round(loss_value, 6), "accuracy": round(accuracy, 4), "lr": lr,
+                 "seconds": round(time.monotonic() - started, 3)}
+        if result.grad_norm is not None:
+            entry["grad_norm"] = round(result.grad_norm, 6)
+        log.write(entry)
+        if step % log_every == 0 or step == config.steps:
+            log.say(f"instrument: step {step}/{config.steps}  loss {loss_value:.4f}  batch accuracy {accuracy:.3f}  "
                     f"lr {lr:.2e}")
-        if valid_set is not None and (step % args.valid_every == 0 or step == args.steps):
-            if main:
-                result = validate()
-                log.write({"step": step, **result})
-                log.say(f"instrument: step {step}: valid accuracy {result['valid_accuracy']:.3f}"
-                        + (f" (EMA {result['valid_accuracy_ema']:.3f})" if "valid_accuracy_ema" in result else "")
-                        + f", loss {result['valid_loss']:.4f}")
-            accelerator.wait_for_everyone()
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            checkpoint_now()
+
+    def validate_now(step: int) -> None:
+        if valid_set is None:
+            return
+        if main:
+            result = validate()
+            log.write({"step": step, **result})
+            log.say(f"instrument: step {step}: valid accuracy {result['valid_accuracy']:.3f}"
+                    + (f" (EMA {result['valid_accuracy_ema']:.3f})" if "valid_accuracy_ema" in result else "")
+                    + f", loss {result['valid_loss']:.4f}")
+        accelerator.wait_for_everyone()
+
+    model.train()
+    task = Task(model=model, batches=batches, loss=loss_of, record=record, validate=validate_now,
+                checkpoint=checkpoint_now, valid_every=config.valid_every, checkpoint_every=config.checkpoint_every,
+                validate_last=True)
+    step = run_steps(task, Optimisation(accelerator, optimizer, scheduler, config.grad_accum, config.clip_grad,
+                                        ema, unwrapped), start, config.steps)
+    del task
     del batches  # stops the loader's workers
 
     if main:
-        _finish(unwrapped, ema, data, valid_set, args, run, device, log, step, time.monotonic() - started)
+        _finish(unwrapped, ema, data, valid_set, config, run, device, log, step, time.monotonic() - started)
     accelerator.wait_for_everyone()
     if world > 1:
         accelerator.end_training()
     return 0
 
 
-def _finish(model: Any, ema: Ema | None, data: CorpusData, valid_set: CropDataset | None, args: Any, run: Path,
+def _finish(model: Any, ema: "AveragedModel | None", data: CorpusData, valid_set: CropDataset | None, config: InstrumentTrainConfig, run: Path,
             device: Any, log: _Log, step: int, elapsed: float) -> None:
     """Load the EMA weights, validate them, export the weights file and write the summaries."""
     from cadenza.core.files.atomic import write_text
@@ -487,12 +466,12 @@ def _finish(model: Any, ema: Ema | None, data: CorpusData, valid_set: CropDatase
     from cadenza.plugins.estimators.instrument import save_classifier
 
     if ema is not None:
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in ema.state.items()})
+        model.load_state_dict(averaged_weights(ema))
     model.eval()
     labels = model.config.labels
     valid = None
     if valid_set is not None:
-        result = evaluate(model, valid_set, max(args.batch_size, 32), device)
+        result = evaluate(model, valid_set, max(config.batch_size, 32), device)
         families, confusions = per_family(result.pop("predictions"), labels)
         valid = {"accuracy": round(result["accuracy"], 4), "loss": round(result["loss"], 4), "clips": result["clips"],
                  "per_family": families, "confusions": confusions}
@@ -501,7 +480,7 @@ def _finish(model: Any, ema: Ema | None, data: CorpusData, valid_set: CropDatase
     tail = steps[-max(1, len(steps) // 10):]
     curve = [{k: r[k] for k in r if k.startswith("valid_") or k == "step"} for r in records if "valid_accuracy" in r]
     summary = {
-        "command": command_line(args), "steps": step, "weights": "ema" if ema is not None else "final",
+        "command": command_line(config), "steps": step, "weights": "ema" if ema is not None else "final",
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": json.loads(json.dumps(unstructure_config(model.config))),
         "data": {"listed": data.listed, "train": len(data.train), "valid": len(data.valid), "test_unused": data.test,

@@ -32,7 +32,7 @@ this command trains, on the user's own audio and captions:
                                           config.json + model.safetensors (the raw weights, a weights
                                           folder), ema.safetensors, optimizer.pt, scheduler.pt,
                                           [scaler.pt], rng.pt (every process's RNG states) and
-                                          state.json (step, examples seen, EMA updates, the arguments)
+                                          state.json (step, examples seen, the arguments)
       checkpoints/latest                  name of the newest complete checkpoint (written after it)
       log.jsonl                           one JSON object per step and per validation
       export/                             config.json + model.safetensors: `weights:` for the conditioner
@@ -68,22 +68,24 @@ from cadenza.plugins.workflows.train.run_checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
+from cadenza.plugins.workflows.train.config import MulanTrainConfig
 from cadenza.plugins.workflows.train.schedule import lr_factor
 from cadenza.plugins.workflows.train.common import (
     QUANTIZER_STREAM,
     TRAIN_STREAM,
-    Ema,
     GlobalBatches,
-    check_schedule_args,
     crop_rng,
     load_state,
     param_groups,
     read_crop,
 )
 from cadenza.plugins.workflows.train.common import spread as _spread
+from cadenza.plugins.workflows.train.ema import averaged_weights, load_ema, make_ema
+from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
 
 if TYPE_CHECKING:
     import torch
+    from torch.optim.swa_utils import AveragedModel
 
 VALID_FRACTION = 0.05  # share of source files held out when the manifest does not say (data_sources.split_of)
 MAX_EVAL_ITEMS = 512  # validation / final evaluation use at most this many clips (one similarity matrix)
@@ -358,12 +360,6 @@ def evaluate(mulan: Any, dataset: ClipDataset, batch_size: int, device: Any) -> 
 
 # -- the command ----------------------------------------------------------------------------------
 
-def _check_args(args: Any) -> None:
-    if not getattr(args, "data", None):
-        raise InputError("--stage mulan needs --data: a .jsonl/.csv manifest of audio paths with captions")
-    check_schedule_args(args, every_low=0)
-
-
 def build_mulan(pipeline_source: str, registry: Any = None) -> tuple[Any, Any]:
     """``(resolved conditioner, model)`` of a spec whose conditioner is ``mulan`` (random init or its weights)."""
     from cadenza.core.components import BuildContext
@@ -379,11 +375,11 @@ def build_mulan(pipeline_source: str, registry: Any = None) -> tuple[Any, Any]:
     return resolved, model
 
 
-def _run_args(args: Any) -> dict[str, Any]:
+def _run_args(config: MulanTrainConfig) -> dict[str, Any]:
     keys = ("pipeline", "data", "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay",
             "clip_grad", "ema_decay", "seconds", "valid_every", "checkpoint_every", "mixed_precision",
             "num_workers", "seed")
-    return {k: getattr(args, k, None) for k in keys}
+    return {k: getattr(config, k, None) for k in keys}
 
 
 class _Log(RunLog):
@@ -404,28 +400,24 @@ class _Log(RunLog):
             print(text, flush=True)
 
 
-def train_mulan(args: Any) -> int:
+def train_mulan(config: MulanTrainConfig) -> int:
     """Train the spec's ``mulan`` conditioner contrastively, fit its quantiser, export it (module doc)."""
-    _check_args(args)
-    run = Path(args.out)
-    report = read_data(args.data, getattr(args, "valid_fraction", None) or VALID_FRACTION)
+    run = Path(config.out)
+    report = read_data(config.data, config.valid_fraction or VALID_FRACTION)
 
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
     from cadenza.core.engine.checkpoint import load_state_into
     from cadenza.core.spec.params import unstructure_config
 
-    accelerator_available = getattr(torch, "accelerator", None)
-    cpu = not (accelerator_available.is_available() if accelerator_available else torch.cuda.is_available())
-    accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
+    accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     device = accelerator.device
 
     checkpoint = None
-    if args.resume:
+    if config.resume:
         found = latest_checkpoint(run)
         if found is None:
             raise InputError(f"--resume: no checkpoint in {run / CHECKPOINTS}")
@@ -434,37 +426,37 @@ def train_mulan(args: Any) -> int:
         raise InputError(f"{run} already holds a training run ({run / CHECKPOINTS}); pass --resume to continue it, "
                          "or choose another --out")
 
-    resolved, mulan = build_mulan(args.pipeline)
-    config = mulan.config
-    params = json.loads(json.dumps(unstructure_config(config)))  # as config.json holds them
+    resolved, mulan = build_mulan(config.pipeline)
+    model_config = mulan.config
+    params = json.loads(json.dumps(unstructure_config(model_config)))  # as config.json holds them
     if checkpoint is not None and checkpoint["config"] != params:
         raise InputError(f"--resume: the spec's mulan params differ from those of the run in {run}")
-    rate = config.sample_rate
-    samples = max(1, round(args.seconds * rate)) if args.seconds else config.clip_samples
-    global_batch = args.batch_size * world
+    rate = model_config.sample_rate
+    samples = max(1, round(config.seconds * rate)) if config.seconds else model_config.clip_samples
+    global_batch = config.batch_size * world
     if global_batch < 2:
         raise InputError("contrastive training needs at least 2 examples per global batch (--batch-size x processes)")
     if len(report.train) < global_batch:
-        raise InputError(f"{args.data}: {len(report.train)} training items, fewer than one global batch of "
-                         f"{global_batch} (--batch-size {args.batch_size} x {world} processes)")
+        raise InputError(f"{config.data}: {len(report.train)} training items, fewer than one global batch of "
+                         f"{global_batch} (--batch-size {config.batch_size} x {world} processes)")
 
     log = _Log(run / LOG, main, None if checkpoint is None else int(checkpoint["step"]))
     if main:
         remove_temp_folders(run)
-    log.say(f"mulan: {report.describe()}; global batch {global_batch} ({args.batch_size} x {world} "
-            f"process{'es' if world > 1 else ''}), {args.grad_accum} micro-batch(es) per step, "
+    log.say(f"mulan: {report.describe()}; global batch {global_batch} ({config.batch_size} x {world} "
+            f"process{'es' if world > 1 else ''}), {config.grad_accum} micro-batch(es) per step, "
             f"crops of {samples / rate:g} s at {rate} Hz")
     if not report.valid:
         log.say("mulan: no valid items (give manifest items \"split\": \"valid\" to hold some out): validation skipped")
 
     # -- model, optimiser, schedule -----------------------------------------------------------
-    set_seed(args.seed, device_specific=True)  # dropout (MiniLM tower) differs per process, as DDP expects
+    set_seed(config.seed, device_specific=True)  # dropout (MiniLM tower) differs per process, as DDP expects
     step, consumed = 0, 0
     if checkpoint is not None:
         load_state_into(mulan, checkpoint["model"], f"{run / CHECKPOINTS}")
         step = int(checkpoint["step"])
         saved_args = checkpoint.get("args", {})
-        changed = [k for k in RESUME_KEYS if saved_args.get(k) != getattr(args, k, None)]
+        changed = [k for k in RESUME_KEYS if saved_args.get(k) != getattr(config, k, None)]
         if changed:
             log.say(f"mulan: warning: resuming with different {', '.join('--' + k.replace('_', '-') for k in changed)}: "
                     "the run will not match an uninterrupted one")
@@ -472,31 +464,29 @@ def train_mulan(args: Any) -> int:
         consumed = int(checkpoint["examples"]) // global_batch
     mulan.train()
     towers = _towers(mulan)
-    optimizer = torch.optim.AdamW(param_groups(towers, args.weight_decay), lr=args.lr)
+    optimizer = torch.optim.AdamW(param_groups(towers, config.weight_decay), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(args.warmup_steps, args.steps))
-    ema = Ema(mulan, args.ema_decay) if args.ema_decay > 0 else None
+        optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None and checkpoint.get("ema") is not None:
-            ema.state = {k: v.clone() for k, v in checkpoint["ema"].items()}
-            ema.updates = int(checkpoint.get("ema_updates", step))
     # The scheduler is stepped by hand once per optimizer step (a prepared one steps once per process).
     towers, optimizer = accelerator.prepare(towers, optimizer)
-    if ema is not None:
-        ema.state = {k: v.to(device) for k, v in ema.state.items()}
+    unwrapped = accelerator.unwrap_model(towers).mulan
+    ema = make_ema(unwrapped, config.ema_decay, "ramp") if config.ema_decay > 0 else None
+    if ema is not None and checkpoint is not None and checkpoint.get("ema") is not None:
+        load_ema(ema, checkpoint["ema"], int(checkpoint.get("ema_updates", step)))
 
     if checkpoint is not None and accelerator.scaler is not None and checkpoint.get("scaler") is not None:
         accelerator.scaler.load_state_dict(checkpoint["scaler"])  # fp16 loss scale
 
     # -- data ---------------------------------------------------------------------------------
-    if args.num_workers > 0:
+    if config.num_workers > 0:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer is used in forked workers
-    train_set = ClipDataset(report.train, rate, samples, args.seed)
-    sampler = GlobalBatches(len(train_set), args.batch_size, world, rank, args.seed, start=consumed)
+    train_set = ClipDataset(report.train, rate, samples, config.seed)
+    sampler = GlobalBatches(len(train_set), config.batch_size, world, rank, config.seed, start=consumed)
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=Collate(mulan.text.tokenizer),
-                        num_workers=args.num_workers, generator=torch.Generator().manual_seed(args.seed))
+                        num_workers=config.num_workers, generator=torch.Generator().manual_seed(config.seed))
     batches = iter(loader)  # before the RNG restore below: creating it must not shift the restored state
     if checkpoint is not None:
         states = checkpoint.get("rng") or []
@@ -504,103 +494,99 @@ def train_mulan(args: Any) -> int:
             set_rng_state(states[rank], device)
         else:
             log.say(f"mulan: warning: the checkpoint has RNG states of {len(states)} processes, this run has {world}")
-    valid_set = ClipDataset(report.valid, rate, samples, args.seed) if report.valid else None
-    unwrapped = accelerator.unwrap_model(towers).mulan
+    valid_set = ClipDataset(report.valid, rate, samples, config.seed) if report.valid else None
 
-    def checkpoint_now() -> None:
+    start, start_consumed = step, consumed
+
+    def checkpoint_now(step: int) -> None:
+        consumed = start_consumed + (step - start) * config.grad_accum  # micro-batches of every step so far
         rngs = gather_rng_states(accelerator)  # every process's, in rank order
         if main:
             folder = write_checkpoint(
                 run, step, config={"component": resolved.entry.name, "config": params},
-                model=unwrapped.state_dict(), ema=None if ema is None else ema.state,
+                model=unwrapped.state_dict(), ema=None if ema is None else ema.state_dict(),
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                 scaler=None if accelerator.scaler is None else accelerator.scaler.state_dict(), rngs=rngs,
                 state={"format": STATE_FORMAT, "examples": consumed * global_batch, "global_batch": global_batch,
                        "epoch": consumed // sampler.per_epoch, "processes": world,
-                       "ema_updates": 0 if ema is None else ema.updates, "args": _run_args(args)})
+                       "args": _run_args(config)})
             log.say(f"mulan: step {step}: checkpoint {folder}")
         accelerator.wait_for_everyone()
 
     # -- training -----------------------------------------------------------------------------
-    log_every = max(1, min(50, args.steps // 20))
+    log_every = max(1, min(50, config.steps // 20))
     started = time.monotonic()
-    while step < args.steps:
-        losses, grad_norm, lr = [], None, scheduler.get_last_lr()[0]
-        for _ in range(args.grad_accum):
-            batch = next(batches)
-            consumed += 1
-            with accelerator.accumulate(towers):
-                audio, text = towers(batch["wave"].to(device), batch["ids"].to(device), batch["mask"].to(device))
-                audio_all = gather_with_grad(audio.float(), world)
-                text_all = gather_with_grad(text.float(), world)
-                loss = unwrapped.contrastive_loss(audio_all, text_all)  # over the global micro-batch
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.clip_grad > 0:
-                    grad_norm = float(accelerator.clip_grad_norm_(towers.parameters(), args.clip_grad))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-        if not accelerator.optimizer_step_was_skipped:
-            scheduler.step()
-        step += 1
-        if ema is not None:
-            ema.update(unwrapped)
-        loss_value = sum(losses) / len(losses)
+
+    def loss_of(batch: dict[str, Any]) -> tuple["torch.Tensor", dict[str, Any]]:
+        audio, text = towers(batch["wave"].to(device), batch["ids"].to(device), batch["mask"].to(device))
+        audio_all = gather_with_grad(audio.float(), world)
+        text_all = gather_with_grad(text.float(), world)
+        return unwrapped.contrastive_loss(audio_all, text_all), {"global_batch": len(audio_all)}  # the global micro-batch
+
+    def record(result: StepResult) -> None:
+        step, loss_value, lr, batch = result.step, result.loss, result.lr, result.stats[-1]["global_batch"]
         scale = float(unwrapped.logit_scale.detach().exp())
-        log.record(step=step, loss=loss_value, lr=lr, grad_norm=grad_norm,
-                   inverse_temperature=scale, global_batch=len(audio_all), processes=world,
+        log.record(step=step, loss=loss_value, lr=lr, grad_norm=result.grad_norm,
+                   inverse_temperature=scale, global_batch=batch, processes=world,
                    seconds=round(time.monotonic() - started, 3))
-        if step % log_every == 0 or step == args.steps:
-            log.say(f"mulan: step {step}/{args.steps}  loss {loss_value:.4f} (chance {math.log(len(audio_all)):.3f}, "
-                    f"global batch {len(audio_all)})  lr {lr:.2e}  1/T {scale:.1f}")
-        if valid_set is not None and args.valid_every and step % args.valid_every == 0:
-            if main:
-                metrics = evaluate(unwrapped, valid_set, args.batch_size, device)
-                metrics.pop("embeddings")
-                log.record(step=step, **{f"valid_{k}": v for k, v in metrics.items()})
-                log.say(f"mulan: step {step}: valid loss {metrics['loss']:.4f}, text->audio top-1 "
-                        f"{metrics['top1']:.3f} (chance {metrics['chance']:.3f}, {metrics['items']} clips)")
-            accelerator.wait_for_everyone()
-        if (args.checkpoint_every and step % args.checkpoint_every == 0) or step == args.steps:
-            checkpoint_now()
+        if step % log_every == 0 or step == config.steps:
+            log.say(f"mulan: step {step}/{config.steps}  loss {loss_value:.4f} (chance {math.log(batch):.3f}, "
+                    f"global batch {batch})  lr {lr:.2e}  1/T {scale:.1f}")
+
+    def validate(step: int) -> None:
+        if valid_set is None:
+            return
+        if main:
+            metrics = evaluate(unwrapped, valid_set, config.batch_size, device)
+            metrics.pop("embeddings")
+            log.record(step=step, **{f"valid_{k}": v for k, v in metrics.items()})
+            log.say(f"mulan: step {step}: valid loss {metrics['loss']:.4f}, text->audio top-1 "
+                    f"{metrics['top1']:.3f} (chance {metrics['chance']:.3f}, {metrics['items']} clips)")
+        accelerator.wait_for_everyone()
+
+    task = Task(model=towers, batches=batches, loss=loss_of, record=record, validate=validate,
+                checkpoint=checkpoint_now, valid_every=config.valid_every, checkpoint_every=config.checkpoint_every)
+    step = run_steps(task, Optimisation(accelerator, optimizer, scheduler, config.grad_accum, config.clip_grad,
+                                        ema, unwrapped), start, config.steps)
+    del task
     del batches  # stops the loader's workers
 
     # -- quantiser and export (main process) -----------------------------------------------------
     if main:
-        _finish(unwrapped, ema, report, train_set, valid_set, args, run, device, log, step)
+        _finish(unwrapped, ema, report, train_set, valid_set, config, run, device, log, step)
     accelerator.wait_for_everyone()
     if world > 1:
         accelerator.end_training()
     return 0
 
 
-def _finish(mulan: Any, ema: Ema | None, report: DataReport, train_set: ClipDataset, valid_set: ClipDataset | None,
-            args: Any, run: Path, device: Any, log: _Log, step: int) -> None:
+def _finish(mulan: Any, ema: "AveragedModel | None", report: DataReport, train_set: ClipDataset, valid_set: ClipDataset | None,
+            config: MulanTrainConfig, run: Path, device: Any, log: _Log, step: int) -> None:
     """Load the EMA weights, fit the RVQ on audio embeddings of training crops, export, summarise."""
     from cadenza.core.files.atomic import write_text
 
     if ema is not None:
-        mulan.load_state_dict({k: v.to(mulan.state_dict()[k].dtype) for k, v in ema.state.items()})
+        mulan.load_state_dict(averaged_weights(ema))
     mulan.eval()
     k = mulan.quantizer.codebook_size
     n = len(train_set)
     crops = max(1, min(MAX_CROPS_PER_ITEM, math.ceil(QUANTIZER_POINTS_PER_CODE * k / n)))
     items = _spread(n, max(1, MAX_QUANTIZER_POINTS // crops))
-    fit_set = ClipDataset(train_set.clips, train_set.rate, train_set.samples, args.seed, stream=QUANTIZER_STREAM)
+    fit_set = ClipDataset(train_set.clips, train_set.rate, train_set.samples, config.seed, stream=QUANTIZER_STREAM)
     keys = [(c, i) for i in items for c in range(crops)]
     log.say(f"mulan: fitting the quantiser ({mulan.quantizer.num_quantizers} x {k}) on the audio embeddings of "
             f"{len(keys)} training crops")
-    audio, _, _ = embed_clips(mulan, fit_set, keys, max(args.batch_size, 32), device)
+    audio, _, _ = embed_clips(mulan, fit_set, keys, max(config.batch_size, 32), device)
     mulan.fit_quantizer(audio.to(device), iterations=KMEANS_ITERATIONS)
     if len(audio) < k:
         log.say(f"mulan: note: {len(audio)} audio embeddings for {k} codebook entries: some entries are duplicates")
 
-    train_metrics = evaluate(mulan, train_set, max(args.batch_size, 32), device)
+    train_metrics = evaluate(mulan, train_set, max(config.batch_size, 32), device)
     a, t = train_metrics.pop("embeddings")
     agreement = token_agreement(mulan, a.to(device), t.to(device))
     valid_metrics = None
     if valid_set is not None:
-        valid_metrics = evaluate(mulan, valid_set, max(args.batch_size, 32), device)
+        valid_metrics = evaluate(mulan, valid_set, max(config.batch_size, 32), device)
         valid_metrics.pop("embeddings")
 
     export = mulan.save_pretrained(run / EXPORT)

@@ -9,7 +9,8 @@ is set up). ``--batch-size`` is per process and per micro-batch, so one optimize
 
 Optimisation: AdamW, linear warm-up then cosine decay to 0 (a ``LambdaLR`` counted in
 optimizer steps), gradient-norm clipping, and an EMA of the weights
-(``torch.optim.swa_utils.AveragedModel``; ``--ema-decay 0`` turns it off). Conditioning
+(:mod:`cadenza.plugins.workflows.train.ema`, torch's ``AveragedModel`` at a fixed decay;
+``--ema-decay 0`` turns it off). Conditioning
 dropout (what classifier-free guidance contrasts against) is the stage model's own
 ``cond_dropout``, set in the spec's ``params:`` like its other hyper-parameters.
 
@@ -40,11 +41,8 @@ line, and so is resuming a finished (exported) run.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +67,9 @@ from cadenza.plugins.workflows.train.run_checkpoints import (
 )
 from cadenza.plugins.workflows.train.run_checkpoints import LATEST as LATEST  # re-exported for callers
 from cadenza.plugins.workflows.train.schedule import lr_factor
-from cadenza.plugins.workflows.train.common import check_schedule_args
+from cadenza.plugins.workflows.train.config import TrainConfig
+from cadenza.plugins.workflows.train.ema import load_ema, make_ema
+from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
 
 EXPORT = "export"
 RUN_FILE = "run.json"
@@ -86,13 +86,6 @@ StepHook = Callable[[int, dict[str, Any]], None]
 
 # ---- arguments and what they select ----------------------------------------------------------
 
-def check_args(args: argparse.Namespace) -> None:
-    """One line for the first argument out of range, or a missing cache."""
-    check_schedule_args(args)
-    if not args.cache:
-        raise InputError("--cache is required to train a stage: a token cache written by `cadenza prepare`")
-
-
 @attrs.frozen
 class Setup:
     """Everything decided before a model is built (and every one-line check made)."""
@@ -104,22 +97,22 @@ class Setup:
     spec: dict[str, Any]
 
 
-def setup(args: argparse.Namespace) -> Setup:
+def setup(config: TrainConfig) -> Setup:
+    """Load the spec and check the stage and its cache (the config checked its own values when made)."""
     from cadenza.core.spec.schema import spec_to_dict
     from cadenza.plugins.workflows.train.stage_data import check_cache
     from cadenza.plugins.workflows.prepare.token_cache import TokenCache
     from cadenza.core.spec.validate import load_pipeline
     from cadenza.registry import get_registry
 
-    check_args(args)
-    pipeline = load_pipeline(args.pipeline, get_registry())
+    pipeline = load_pipeline(config.pipeline, get_registry())
     names = [s.spec.name for s in pipeline.stages]
-    if args.stage not in names:
-        raise InputError(f"{args.pipeline}: no stage {args.stage!r}; its stages are {', '.join(names)} "
+    if config.stage not in names:
+        raise InputError(f"{config.pipeline}: no stage {config.stage!r}; its stages are {', '.join(names)} "
                          "(or 'mulan' to train the conditioner)")
-    stage = pipeline.stages[names.index(args.stage)]
-    cache = TokenCache(args.cache)
-    plan = check_cache(cache, pipeline, args.stage, seconds=args.seconds, conditioning=args.conditioning)
+    stage = pipeline.stages[names.index(config.stage)]
+    cache = TokenCache(config.cache)
+    plan = check_cache(cache, pipeline, config.stage, seconds=config.seconds, conditioning=config.conditioning)
     return Setup(pipeline, stage, cache, plan, spec_to_dict(pipeline.spec))
 
 
@@ -162,29 +155,13 @@ def _loss_module():
 
 # ---- the accelerator -------------------------------------------------------------------------
 
-def make_accelerator(args: argparse.Namespace) -> Any:
-    import torch
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        # One process may train several times (tests, notebooks): start from a fresh state.
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    cpu = not torch.cuda.is_available()
-    if cpu and args.mixed_precision == "fp16":
-        raise InputError("--mixed-precision fp16 needs a GPU; on a CPU use bf16 or no")
-    return Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision, cpu=cpu)
-
-
 # ---- the loop --------------------------------------------------------------------------------
 
-def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str, Any]:
-    """Train ``args.stage`` (see the module docstring); returns a summary. ``on_step(step, record)``
+def train(config: TrainConfig, on_step: StepHook | None = None) -> dict[str, Any]:
+    """Train ``config.stage`` (see the module docstring); returns a summary. ``on_step(step, record)``
     runs on every process after each optimizer step (and its checkpoint)."""
     import torch
     from accelerate.utils import set_seed
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch.utils.data import DataLoader
 
     from cadenza.core.engine.checkpoint import load_state_into, save_checkpoint
@@ -196,61 +173,61 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         valid_batches,
     )
 
-    s = setup(args)
-    run = Path(args.out)
-    accelerator = make_accelerator(args)
+    s = setup(config)
+    run = Path(config.out)
+    accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
     main, rank, procs = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     layout, plan = s.stage.layout, s.plan
-    global_batch = args.batch_size * procs
-    train_args = {k: getattr(args, k, None) for k in ARG_NAMES}
+    global_batch = config.batch_size * procs
+    train_args = {k: getattr(config, k, None) for k in ARG_NAMES}
     train_args.update(seconds=plan.seconds, conditioning=plan.conditioning, num_processes=procs,
                       global_batch=global_batch)
     fingerprint = cache_fingerprint(s.cache.folder)
 
     # -- where to start --------------------------------------------------------------------
-    resume_from = latest_checkpoint(run) if args.resume else None
+    resume_from = latest_checkpoint(run) if config.resume else None
     state: dict[str, Any] = {}
     if resume_from is not None:
         state = read_state(resume_from)
         _check_resumable(state, s, train_args, fingerprint, resume_from)
-    elif not args.resume and latest_checkpoint(run) is not None:
+    elif not config.resume and latest_checkpoint(run) is not None:
         raise InputError(f"{run} already holds checkpoints: pass --resume to continue it, or choose another --out")
     start = int(state.get("step", 0))
-    if start >= args.steps and (run / EXPORT / "config.json").exists():
-        raise InputError(f"{run} already finished ({start} of {args.steps} steps, exported to {run / EXPORT}); "
+    if start >= config.steps and (run / EXPORT / "config.json").exists():
+        raise InputError(f"{run} already finished ({start} of {config.steps} steps, exported to {run / EXPORT}); "
                          "train more in a new --out with the spec's weights: pointing at the export")
 
-    set_seed(args.seed, device_specific=True)
+    set_seed(config.seed, device_specific=True)
     stage_module = build_stage(s.stage)
     config_json = model_config(s.stage, stage_module)
     saved = read_checkpoint(resume_from) if resume_from is not None else None
     if saved is not None:
         load_state_into(stage_module, saved.model, str(resume_from))
     wrapper = _loss_module()(stage_module)
-    optimizer = torch.optim.AdamW(wrapper.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(args.warmup_steps, args.steps))
+    optimizer = torch.optim.AdamW(wrapper.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)  # the scheduler counts optimizer steps itself
     stage_module = accelerator.unwrap_model(wrapper).stage
     ema = None
-    if args.ema_decay > 0:
-        ema = AveragedModel(stage_module, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    if config.ema_decay > 0:
+        ema = make_ema(stage_module, config.ema_decay, "fixed")
     if saved is not None:
         optimizer.load_state_dict(saved.optimizer)
         scheduler.load_state_dict(saved.scheduler)
         if ema is not None:
             if saved.ema is None:
                 raise InputError(f"{resume_from}: no ema.safetensors (the run was trained with --ema-decay 0)")
-            ema.load_state_dict(saved.ema)  # copied onto its device
+            load_ema(ema, saved.ema)  # copied onto its device
         if accelerator.scaler is not None and saved.scaler is not None:
             accelerator.scaler.load_state_dict(saved.scaler)
 
-    dataset = StageDataset(s.cache, layout, plan, args.seed)
-    micro = start * args.grad_accum
-    sampler = StreamBatches(plan.train, args.batch_size, procs, rank, args.seed, start=micro)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
-                        collate_fn=_Collate(layout), generator=torch.Generator().manual_seed(args.seed))
-    valid = valid_batches(plan.valid, args.batch_size, procs, rank)
+    dataset = StageDataset(s.cache, layout, plan, config.seed)
+    micro = start * config.grad_accum
+    sampler = StreamBatches(plan.train, config.batch_size, procs, rank, config.seed, start=micro)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                        collate_fn=_Collate(layout), generator=torch.Generator().manual_seed(config.seed))
+    valid = valid_batches(plan.valid, config.batch_size, procs, rank)
 
     log = RunLog(run / LOG, main)
     if main:
@@ -265,13 +242,13 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
             "stage": s.stage.spec.name, "spec": s.spec, "layout": layout.to_dict(), "model": config_json,
             "args": train_args, "cache": {"folder": str(s.cache.folder), "fingerprint": fingerprint},
             "finished": False}, indent=2) + "\n")
-    tokens_per_step = dataset.written_tokens * global_batch * args.grad_accum
+    tokens_per_step = dataset.written_tokens * global_batch * config.grad_accum
     params = sum(p.numel() for p in stage_module.parameters())
     say = _Say(main)
     say(f"training stage {s.stage.spec.name!r} ({s.stage.model.entry.name}, {params:,} parameters) on "
         f"{len(plan.train)} clips ({len(plan.valid)} valid{', ' + str(plan.skipped) + ' too short' if plan.skipped else ''}), "
         f"{plan.seconds:g} s crops, conditioning {plan.conditioning or 'none'}, global batch {global_batch}"
-        f" x {args.grad_accum} accumulation, {procs} process(es) on {device}"
+        f" x {config.grad_accum} accumulation, {procs} process(es) on {device}"
         + (f"; resuming at step {start} from {resume_from.name}" if resume_from is not None else ""))
     for warning in plan.warnings:
         say(f"warning: {warning}")
@@ -297,7 +274,7 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
 
     def checkpoint(step: int) -> None:
         rngs = gather_rng_states(accelerator)
-        position = sampler.position(step * args.grad_accum)
+        position = sampler.position(step * config.grad_accum)
         if main:
             write_checkpoint(
                 run, step, config=config_json, model=stage_module.state_dict(),
@@ -316,68 +293,68 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
 
     from tqdm import tqdm
 
-    bar = tqdm(total=args.steps, initial=start, desc=f"train {s.stage.spec.name}", unit="step", file=sys.stderr,
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {s.stage.spec.name}", unit="step", file=sys.stderr,
                dynamic_ncols=True, disable=None if main else True)
     say.bar = None if bar.disable else bar
     iterator = iter(loader)
     last = {"loss": None, "valid_loss": None, "valid_loss_ema": None}
-    speed = None
+    speed, step_record = None, {}
+
+    def loss_of(batch: Any) -> tuple[Any, dict[str, Any]]:
+        request, written = to_request(batch, device)
+        return wrapper(request, written), {}
+
+    def record(result: StepResult) -> None:
+        nonlocal speed, step_record
+        loss_value = float(accelerator.reduce(torch.stack(result.losses).mean(), "mean"))
+        rate = tokens_per_step / max(result.seconds, 1e-9)
+        speed = rate if speed is None else 0.9 * speed + 0.1 * rate
+        step_record = {"step": result.step, "loss": round(loss_value, 6), "lr": result.lr,
+                       "tokens_per_s": round(rate, 1), "seconds": round(result.seconds, 4),
+                       **sampler.position(result.step * config.grad_accum)}
+        if result.grad_norm is not None:
+            step_record["grad_norm"] = round(result.grad_norm, 6)
+        last["loss"] = loss_value
+        log.write(step_record)
+
+    def validate(step: int) -> None:
+        v = evaluate(stage_module)
+        if v is None:
+            return
+        v_ema = evaluate(ema.module) if ema is not None else None
+        last.update(valid_loss=v, valid_loss_ema=v_ema)
+        entry = {"step": step, "valid_loss": round(v, 6)}
+        if v_ema is not None:
+            entry["valid_loss_ema"] = round(v_ema, 6)
+        log.write(entry)
+        say(f"step {step}/{config.steps}: loss {last['loss']:.4f}, valid {v:.4f}"
+            + (f" (EMA {v_ema:.4f})" if v_ema is not None else ""), quiet_with_bar=True)
+
+    def checkpoint_and_say(step: int) -> None:
+        checkpoint(step)
+        say(f"step {step}/{config.steps}: loss {last['loss']:.4f}, {speed:,.0f} tokens/s; "
+            f"checkpoint {checkpoint_name(step)}", quiet_with_bar=True)
+
+    def after(step: int) -> None:
+        postfix = {"loss": f"{last['loss']:.4f}", "lr": f"{step_record['lr']:.2e}", "tok_s": f"{speed:,.0f}"}
+        if last["valid_loss"] is not None:
+            postfix["valid"] = f"{last['valid_loss']:.4f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, step_record)
+
+    task = Task(model=wrapper, batches=iterator, loss=loss_of, record=record, validate=validate,
+                checkpoint=checkpoint_and_say, valid_every=config.valid_every,
+                checkpoint_every=config.checkpoint_every, validate_last=True, after=after)
     step = start
     wrapper.train()
     try:
-        while step < args.steps:
-            tick = time.perf_counter()
-            losses, grad_norm = [], None
-            lr = optimizer.param_groups[0]["lr"]
-            for _ in range(args.grad_accum):
-                request, written = to_request(next(iterator), device)
-                with accelerator.accumulate(wrapper):
-                    loss = wrapper(request, written)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.clip_grad > 0:
-                        grad_norm = accelerator.clip_grad_norm_(wrapper.parameters(), args.clip_grad)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.detach().float())
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(stage_module)
-            step += 1
-            loss_value = float(accelerator.reduce(torch.stack(losses).mean(), "mean"))
-            seconds = time.perf_counter() - tick
-            rate = tokens_per_step / max(seconds, 1e-9)
-            speed = rate if speed is None else 0.9 * speed + 0.1 * rate
-            record = {"step": step, "loss": round(loss_value, 6), "lr": lr, "tokens_per_s": round(rate, 1),
-                      "seconds": round(seconds, 4), **sampler.position(step * args.grad_accum)}
-            if grad_norm is not None:
-                record["grad_norm"] = round(float(grad_norm), 6)
-            last["loss"] = loss_value
-            log.write(record)
-            if step % args.valid_every == 0 or step == args.steps:
-                v = evaluate(stage_module)
-                if v is not None:
-                    v_ema = evaluate(ema.module) if ema is not None else None
-                    last.update(valid_loss=v, valid_loss_ema=v_ema)
-                    entry = {"step": step, "valid_loss": round(v, 6)}
-                    if v_ema is not None:
-                        entry["valid_loss_ema"] = round(v_ema, 6)
-                    log.write(entry)
-                    say(f"step {step}/{args.steps}: loss {loss_value:.4f}, valid {v:.4f}"
-                        + (f" (EMA {v_ema:.4f})" if v_ema is not None else ""), quiet_with_bar=True)
-            if step % args.checkpoint_every == 0 or step == args.steps:
-                checkpoint(step)
-                say(f"step {step}/{args.steps}: loss {loss_value:.4f}, {speed:,.0f} tokens/s; "
-                    f"checkpoint {checkpoint_name(step)}", quiet_with_bar=True)
-            postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", "tok_s": f"{speed:,.0f}"}
-            if last["valid_loss"] is not None:
-                postfix["valid"] = f"{last['valid_loss']:.4f}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-            if on_step is not None:
-                on_step(step, record)
+        step = run_steps(task, Optimisation(accelerator, optimizer, scheduler, config.grad_accum, config.clip_grad,
+                                            ema, stage_module), start, config.steps)
     finally:
         bar.close()
-        del iterator
+        del task, iterator
 
     export = run / EXPORT
     if main:
@@ -387,7 +364,7 @@ def train(args: argparse.Namespace, on_step: StepHook | None = None) -> dict[str
         else:
             save_checkpoint(export, target.state_dict(), config_json)
         summary = {"stage": s.stage.spec.name, "steps": step, "global_batch": global_batch,
-                   "grad_accum": args.grad_accum, "num_processes": procs, "loss": last["loss"],
+                   "grad_accum": config.grad_accum, "num_processes": procs, "loss": last["loss"],
                    "valid_loss": last["valid_loss"], "valid_loss_ema": last["valid_loss_ema"],
                    "export": str(export)}
         info = json.loads((run / RUN_FILE).read_text())

@@ -144,7 +144,7 @@ def measure(cascade, clips, prime_seconds: float, new_seconds: float, seeds: lis
         row_seeds = [seed * 1000 + k for k in range(len(clips))]
         started = time.perf_counter()
         out = cascade.generate(prompts, seconds=seconds, seed=row_seeds, prime=prime, prime_rate=rate,
-                               window=window, overlap=overlap, hold=hold, watermark=False)
+                               window=window, overlap=overlap, steering=cascade.steering(hold=hold), watermark=False)
         wall = time.perf_counter() - started
         plain = cascade.generate(prompts, seconds=2.0, seed=row_seeds, watermark=False)
         codes = out.tokens["acoustic"]

@@ -108,12 +108,19 @@ def agreement_of(segments: list[dict], fields) -> dict:
     return out
 
 
+def pulse_of(generation) -> dict | None:
+    """The pulse the beat grid held in row 0 (what its steering recorded, less its strength); None: no grid."""
+    beat = generation.steering[0].get("beat") if generation.steering else None
+    return None if beat is None else {k: v for k, v in beat.items() if k != "strength"}
+
+
 def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: int, hold: float,
             beat: float = 0.0) -> dict:
     """One generation: its segments, their agreement, and the semantic tokens used per window."""
     chroma = semantic_chroma(cascade)
     started = time.perf_counter()
-    generation = cascade.generate([prompt], seconds=seconds, seed=seed, hold=hold, beat=beat)
+    generation = cascade.generate([prompt], seconds=seconds, seed=seed,
+                                  steering=cascade.steering(hold=hold, beat=beat))
     wall = time.perf_counter() - started
     rate, audio = generation.sample_rate, generation.audio[0]
     segments = measured_segments(audio, rate, segment, metric)
@@ -131,7 +138,7 @@ def measure(cascade, metric, prompt: str, seconds: float, segment: float, seed: 
         if counts:
             variety = {"opening": counts[0], "later_mean": round(statistics.fmean(counts[1:]), 1) if counts[1:] else None}
     opening = movement(audio[:, :round(min(10.0, seconds) * rate)], rate)
-    return {"seed": seed, "hold": hold, "beat": beat, "pulse": generation.beats[0] if generation.beats else None,
+    return {"seed": seed, "hold": hold, "beat": beat, "pulse": pulse_of(generation),
             "windows": len(generation.windows) or 1, "wall_s": round(wall, 1),
             "movement_first_10s": opening,
             "segments": segments, "agreement": agreement, "semantic_ids_per_10s": variety}

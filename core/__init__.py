@@ -10,7 +10,7 @@ use (PEP 562 ``__getattr__``), so ``import cadenza.core`` stays as cheap as list
 
 Folders: ``spec/`` (YAML with line numbers, the spec model, validation, params), ``engine/``
 (the cascade, the decode loop, long-form windows, weights and checkpoints, reranking),
-``steering/`` (melody, beat grid, piece memory, logit bias), ``audio/`` (I/O, the shared DSP,
+``steering/`` (melody, beat grid, piece memory, logit bias, the options that build a steering list), ``audio/`` (I/O, the shared DSP,
 spectrogram plots), ``files/`` (atomic writes, JSON lines), ``quantize/`` (k-means, centroid
 tokenizers), ``cli/`` (the ``cadenza`` command). See docs/design.md.
 """
@@ -21,7 +21,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from cadenza.core.components import (BuildContext, ComponentEntry, Conditioner, MelodySource, Metric, NoConfig,
-                                     Sampler, SemanticTokenizer, StageModel, StageRequest, Tokenizer)
+                                     Sampler, SemanticTokenizer, StageModel, StageRequest, Steering, SteeringRun,
+                                     SteeringWindow, Tokenizer, Watermark)
 from cadenza.core.errors import CadenzaError, InputError, RegistryError, SpecError, WeightsError
 from cadenza.core.hookspecs import hookimpl, hookspec
 from cadenza.core.layout import StageLayout
@@ -35,8 +36,8 @@ _ENGINE = {"Cascade": "cadenza.core.engine.cascade", "Generation": "cadenza.core
 __all__ = [
     "BuildContext", "CadenzaError", "Cascade", "ComponentEntry", "Conditioner", "Conditioning", "ConditioningInfo",
     "Generation", "InputError", "MelodySource", "Metric", "NoConfig", "RegistryError", "Sampler", "SemanticInfo",
-    "SemanticTokenizer", "SpecError", "StageLayout", "StageModel", "StageRequest", "Tokenizer", "TokenizerInfo",
-    "WeightsError", "hookimpl", "hookspec",
+    "SemanticTokenizer", "SpecError", "StageLayout", "StageModel", "StageRequest", "Steering", "SteeringRun",
+    "SteeringWindow", "Tokenizer", "TokenizerInfo", "Watermark", "WeightsError", "hookimpl", "hookspec",
 ]
 
 

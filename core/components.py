@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = (
     "metric",
     "melody_source",
     "watermark",
+    "steering",
 )
 
 
@@ -158,7 +159,8 @@ class StageModel(Protocol):
     # that audio in its conditioning. ``--melody`` then conditions this stage instead of steering
     # a semantic stage: the cascade gives each window the melody from the window's first frame
     # on (cycled past its end; a MIDI melody rendered by cadenza.core.steering.melody.synthesize),
-    # and under guidance the null rows (``drop_conditioning``) get the model's null melody.
+    # and under guidance the null rows (``drop_conditioning``) get the model's null melody. The
+    # ``melody`` steering (kind ``steering``) is what calls it.
 
 
 @attrs.frozen
@@ -220,3 +222,89 @@ class Watermark(Protocol):
     def detect(self, audio: "torch.Tensor", sample_rate: int) -> "Detection":
         """``[C, S]`` float audio -> a :class:`cadenza.core.types.Detection`."""
 
+
+
+@attrs.define
+class SteeringRun:
+    """What a :class:`Steering` sees of one ``Cascade.generate`` run, once, before its first window.
+
+    ``cascade``: the built :class:`cadenza.core.engine.cascade.Cascade` (its ``pipeline``,
+    ``models``, ``tokenizer``, ``semantic_tokenizer``, ``conditioner``, ``frame_rates``,
+    ``sample_rate`` and ``device``). ``windows``: the long-form plan
+    (:class:`cadenza.core.engine.longform.Window`; one for one pass), each ``window_seconds``
+    long at most. ``primed``: the run continues a prime. ``history``: each stream's tokens
+    ``[B, Q, T]`` before the first window (a prime's, else none); a steering may write a stream's
+    prefix here, which every stage writing that stream then continues (a forced melody does).
+    """
+
+    cascade: Any
+    prompts: tuple[str, ...]
+    seconds: float
+    windows: tuple[Any, ...]
+    window_seconds: float
+    primed: bool
+    history: dict[str, Any]
+
+    @property
+    def batch(self) -> int:
+        return len(self.prompts)
+
+
+@attrs.define
+class SteeringWindow:
+    """One window of a steered run, as the stages are about to sample it.
+
+    ``span``: the window (``index``, ``start``, ``new``, ``end`` seconds from the output's start);
+    ``begins[stream]``: the output frame of that stream's written position 0 in this window (a
+    logit bias indexed by output frame adds it); ``history``: each stream's tokens before this
+    window; ``conditioning``: what the window's stages are conditioned on, the text's unless a
+    steering's ``window`` replaced it (piece memory mixes in the opening's sound).
+    """
+
+    run: SteeringRun
+    span: Any
+    begins: dict[str, int]
+    history: dict[str, Any]
+    conditioning: Conditioning | None
+
+
+@runtime_checkable
+class Steering(Protocol):
+    """Steers a generation while it is decoded, without retraining a model: a melody, a beat grid,
+    piece memory, or a third party's idea, passed as ``Cascade.generate(..., steering=[...])``.
+
+    For one run the cascade calls, in list order:
+
+    1. ``plan(run)`` once, before the first window (:class:`SteeringRun`): check what the run
+       asks for, refusing with one :class:`cadenza.core.errors.InputError` line; prepare, e.g.
+       set a stream's written prefix in ``run.history``. Forget any earlier run here: one object
+       may steer many runs (``--rerank``'s candidates).
+    2. ``window(window)`` as each window starts (:class:`SteeringWindow`), e.g. to replace its
+       ``conditioning``.
+    3. ``wrap(model, stage, window) -> model`` for each stage about to sample in the window
+       (``stage.spec``, ``stage.layout``): the model to decode with, the one given when this
+       steering leaves the stage alone. A logits processor is
+       :class:`cadenza.core.steering.logit_bias.BiasedModel`; a stage model that hears a melody is
+       ``model.with_melody(audio)``. Wrappers stack in list order.
+    4. ``finish(audio)`` with the decoded audio ``[B, C, S]`` at the codec's rate, before the
+       output stage (loudness, watermark).
+    5. ``describe(row) -> dict``: what clip ``row``'s sidecar records, as top-level keys (``{}``
+       when this run was not steered by it); ``Generation.steering`` holds them per row.
+
+    A class that subclasses this protocol inherits the no-op ``window`` and ``finish``. Built-in
+    ones (``cadenza components --kind steering``) are made from the CLI's ``--melody``, ``--hold``,
+    ``--beat`` and ``--bpm`` and the spec's ``output.hold`` and ``output.beat`` by
+    ``Cascade.steering(...)``.
+    """
+
+    def plan(self, run: SteeringRun) -> None: ...
+
+    def window(self, window: SteeringWindow) -> None:
+        """Called as each window starts; nothing by default."""
+
+    def wrap(self, model: Any, stage: Any, window: SteeringWindow) -> Any: ...
+
+    def finish(self, audio: "torch.Tensor") -> None:
+        """Called with the decoded audio; nothing by default."""
+
+    def describe(self, row: int) -> dict[str, Any]: ...

@@ -113,7 +113,7 @@ def register_melody_sources(register: Registrar) -> None:
 
     A source reads a file (a MIDI file, humming, another recording) into a
     :class:`cadenza.core.steering.melody.Melody` (notes as ``(start_s, end_s, midi_pitch, velocity)``),
-    which the cascade turns into semantic tokens that steer the semantic stage. The config
+    which the ``melody`` steering turns into semantic tokens that steer the semantic stage. The config
     class lists the file suffixes it reads in a class attribute, e.g.
     ``suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")``: ``--melody FILE`` uses the
     first source (by name) whose ``suffixes`` hold the file's suffix, ``--melody-source NAME``
@@ -131,6 +131,21 @@ def register_watermarks(register: Registrar) -> None:
     ``cadenza detect FILE...`` reports what a watermark finds. The component implements
     :class:`cadenza.core.components.Watermark`; its config class says what it needs (a key, a
     threshold). ``detect`` returns a :class:`cadenza.core.types.Detection`.
+    """
+
+
+@hookspec
+def register_steering(register: Registrar) -> None:
+    """Register steering: decode-time control of a generation (a melody, a beat grid, piece memory).
+
+    The built component implements :class:`cadenza.core.components.Steering`: ``plan(run)`` once
+    per run (check, refuse with one ``InputError`` line, or write a stream's prefix),
+    ``window(window)`` per long-form window, ``wrap(model, stage, window)`` per stage and window
+    (usually a ``cadenza.core.steering.logit_bias.BiasedModel`` adding a logit bias),
+    ``finish(audio)`` with the decoded audio, and ``describe(row)``, the sidecar's entries for a
+    clip. The factory gets its config (``registry.get("steering", NAME)``, built with
+    ``entry.build(entry.config(...))``) and a ``BuildContext``; a steering object passed in
+    ``Cascade.generate(..., steering=[...])`` runs whether or not it was registered.
     """
 
 

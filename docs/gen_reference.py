@@ -154,6 +154,20 @@ def register_watermarks(register):
     register("echo-hide", "cadenza_echo.mark:build", config=EchoHideConfig,
              description="echo hiding: a keyed pair of faint echoes carries the payload")
 ''',
+    "register_steering": '''
+import attrs
+from cadenza.core.hookspecs import hookimpl
+
+@attrs.frozen
+class AvoidConfig:
+    token: int = 0
+    penalty: float = 10.0
+
+@hookimpl
+def register_steering(register):
+    register("avoid", "cadenza_avoid.steering:Avoid", config=AvoidConfig, needs_weights=False,
+             description="the acoustic stages avoid one token id")
+''',
     "register_pipelines": '''
 from pathlib import Path
 from cadenza.core.hookspecs import hookimpl
@@ -332,7 +346,8 @@ def render_cli() -> str:
 
 KIND_TITLES = {"tokenizer": "Acoustic tokenizers", "semantic_tokenizer": "Semantic tokenizers",
                "conditioner": "Conditioners", "stage_model": "Stage models", "sampler": "Samplers",
-               "metric": "Metrics", "melody_source": "Melody sources", "watermark": "Watermarks"}
+               "metric": "Metrics", "melody_source": "Melody sources", "watermark": "Watermarks",
+               "steering": "Steering"}
 
 
 WEIGHTED = ("tokenizer", "semantic_tokenizer", "conditioner", "stage_model")  # the kinds that take weights

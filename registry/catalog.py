@@ -35,6 +35,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_metrics": "metric",
     "register_melody_sources": "melody_source",
     "register_watermarks": "watermark",
+    "register_steering": "steering",
 }
 PIPELINE_HOOK = "register_pipelines"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

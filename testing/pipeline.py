@@ -20,8 +20,8 @@ SEMANTIC = {"name": "mel-kmeans", "params": {"frame_rate": 25, "vocab_size": 32}
 STAGE_MODEL = {"name": "transformer", "params": {"d_model": 32, "layers": 1, "heads": 2}}
 SAMPLER = {"name": "top-k", "params": {"k": 8}}
 LAYOUTS = ("acoustic", "musiclm")
-# The built-in plugins the defaults above come from.
-BUILTINS = ("tiny", "transformer", "samplers")
+# The built-in plugins the defaults above come from (steering: a melody, hold or beat in a test run).
+BUILTINS = ("tiny", "transformer", "samplers", "steering")
 _DEFAULT: Any = object()
 
 

@@ -358,12 +358,13 @@ def _generate(config: BatchConfig, path: Path, out_dir: Path, todo: list[Job], p
                         report(job, str(exc))
                     continue
             melody = None if first.melody is None else melodies[(first.melody, first.melody_source)]
+            steering = cascade.steering(melody=melody, hold=config.hold, beat=config.beat, bpm=first.bpm)
 
-            def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, melody=melody, bpm=first.bpm):
+            def generate(seeds, chunk=chunk, seconds=seconds, prime=prime, rate=rate, steering=steering):
                 return cascade.generate([j.prompt for j in chunk], seconds=seconds, seed=seeds, prime=prime,
                                         prime_rate=rate, only_new=config.only_new and prime is not None,
-                                        window=config.window, overlap=config.overlap, melody=melody,
-                                        hold=config.hold, beat=config.beat, bpm=bpm, watermark=config.watermark)
+                                        window=config.window, overlap=config.overlap, steering=steering,
+                                        watermark=config.watermark)
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         check_prime_length(args.prime, None, prime_seconds, seconds)
         prime, prime_rate = load_prime(args.prime)
     cascade = Cascade(pipeline, registry, device=args.device)
+    steering = cascade.steering(melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm)
     random_slots = cascade.random_components()
     if random_slots and not args.quiet:
         print(f"note: pipeline {args.pipeline!r} runs with random, untrained weights in "
@@ -71,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     def generate(seeds):
         return cascade.generate([args.prompt], seconds=args.seconds, seed=seeds, progress=progress, prime=prime,
                                 prime_rate=prime_rate, only_new=args.only_new, window=args.window,
-                                overlap=args.overlap, melody=melody, hold=args.hold, beat=args.beat, bpm=args.bpm,
-                                watermark=args.watermark)
+                                overlap=args.overlap, steering=steering, watermark=args.watermark)
 
     extra = {}
     if args.rerank > 1:
@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {'the audio holds only what follows' if args.only_new else 'the audio starts with'} "
                   f"the prime ({generation.prime_seconds:g} s{'' if args.only_new else ', as decoded from its codec tokens'})",
                   file=sys.stderr)
-        if generation.beats:
-            print(f"note: {_beat_note(generation.beats[0])}", file=sys.stderr)
+        pulse = generation.steering[0].get("beat") if generation.steering else None
+        if pulse:
+            print(f"note: {_beat_note(pulse)}", file=sys.stderr)
         if melody is not None:
             print(f"note: followed the melody of {args.melody} ({len(melody.notes)} notes, {melody.seconds:g} s, "
                   f"melody source {melody.source})", file=sys.stderr)

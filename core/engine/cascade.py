@@ -9,12 +9,12 @@ already-written prefix of every stage. Long durations run it window by window, e
 prefix being the previous window's tail (:mod:`cadenza.core.engine.longform`); one short clip is the
 one-window case, with no prefix.
 
-A melody (:mod:`cadenza.core.steering.melody`) conditions a stage whose model hears a melody's
-sound (``melody_sample_rate``, MusicGen-melody's chroma): each window gets the melody's audio
-from its first frame on. Otherwise it steers the semantic stage the same way as a prime: forced, its
-semantic tokens are the written prefix of the semantic stream only (the acoustic stages then
-read them as they read any semantic tokens); guided, the semantic stage's logits get a bonus
-toward them.
+Steering (kind ``steering``, :class:`cadenza.core.components.Steering`) shapes a run while it is
+decoded: each steering object plans the run, may write a stream's prefix (a forced melody), may
+change a window's conditioning (piece memory) and wraps each stage's model (a logit bias, or a
+melody's sound for a model that hears one). The cascade only calls them in order; the built-in
+ones (melody, beat grid, piece memory) are plugins like any other, and ``Cascade.steering``
+builds them from the options the command line has.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from cadenza.core.audio.loudness import LevelSettings, apply_output_stage
-from cadenza.core.components import BuildContext, StageRequest
+from cadenza.core.components import BuildContext, StageRequest, Steering, SteeringRun, SteeringWindow
 from cadenza.core.errors import InputError
 from cadenza.core.engine.longform import (DECODE_MARGIN, decode_chunked, default_window, frames_before, plan_windows,
                                    resolve_window, window_frames)
@@ -60,11 +60,7 @@ class Generation:
     windows: tuple[dict[str, float], ...] = ()  # long-form windows (start, new, end seconds); () for one pass
     window: float | None = None  # long-form window and overlap seconds; None for one pass
     overlap: float | None = None
-    melody: tuple[dict[str, Any], ...] = ()  # per row: the melody that steered it (Melody.describe()); () for none
-    melody_strength: float | None = None  # None: forced; else the guidance logit bonus
-    hold: float | None = None  # piece-memory penalty it ran with (long-form or a prime); None: none
-    beat: float | None = None  # beat-grid logit scale it ran with; None: no grid applied
-    beats: tuple[dict[str, Any], ...] = ()  # per row: the pulse held (Beat.describe(), "heard": in the audio); () for none
+    steering: tuple[dict[str, Any], ...] = ()  # per row: what the steering recorded ("melody", "beat", "hold"...)
     watermark: dict[str, Any] | None = None  # the mark in the audio (name, key_id, payload); None: unmarked
     levels: tuple[dict[str, Any], ...] = ()  # per row: the output stage's loudness, gain and limiter figures
     provenance: dict[str, Any] = attrs.field(factory=dict)  # pipeline, spec, components: what the sidecar records
@@ -95,6 +91,17 @@ def check_seeds(seed: int | Sequence[int], batch: int) -> int | list[int]:
     if len(seed) != batch:
         raise InputError(f"got {len(seed)} seeds for {batch} prompts")
     return list(seed)
+
+
+def check_steering(steering: Sequence[Any]) -> list[Steering]:
+    """A run's steering list: every entry a :class:`cadenza.core.components.Steering`."""
+    if isinstance(steering, (str, bytes)) or not isinstance(steering, Sequence):
+        raise InputError(f"steering must be a list of Steering objects, got {type(steering).__name__}")
+    for index, each in enumerate(steering):
+        if not isinstance(each, Steering):
+            raise InputError(f"steering {index}: {type(each).__name__} is not a Steering (it needs plan, window, "
+                             "wrap, finish and describe; see cadenza.core.components.Steering)")
+    return list(steering)
 
 
 def _stage_seed(seed: int, stage: int, window: int) -> int:
@@ -160,8 +167,7 @@ class Cascade:
     def generate(self, prompts: str | Sequence[str], seconds: float | None = None, seed: int | Sequence[int] = 0,
                  progress: Progress | None = None, *, prime: Any = None, prime_rate: int | None = None,
                  only_new: bool = False, window: float | None = None, overlap: float | None = None,
-                 melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
-                 beat: float | None = None, bpm: float | None = None, watermark: bool = True) -> Generation:
+                 steering: Sequence[Steering] | None = None, watermark: bool = True) -> Generation:
         """Generate one clip per prompt. Same seed, same spec, same device -> same tokens.
 
         ``progress`` (:class:`cadenza.core.engine.progress.Progress`) hears of every token
@@ -186,14 +192,97 @@ class Cascade:
         see :mod:`cadenza.core.engine.longform`. Without a ``window`` the spec's ``output.window`` and
         ``output.overlap`` apply; otherwise (and without them) the overlap is half a window.
 
-        ``melody``: a :class:`cadenza.core.steering.melody.Melody`, or one per prompt (all or none), to
-        follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
-        stream for the melody's length (up to ``seconds``) and the semantic stage only continues
-        them; with a strength the semantic stage runs with that logit bonus on the melody's
-        token at each frame. Needs a semantic stage; not combinable with a prime. A pipeline
-        whose stage model hears a melody (``melody_sample_rate``, MusicGen-melody) is instead
-        conditioned by it: that stage gets each row's melody audio (the recording, or the notes
-        rendered), every window from its own start; a strength is refused there.
+        ``steering``: the :class:`cadenza.core.components.Steering` objects that shape the run, in
+        the order they wrap each stage; None: the spec's own (:meth:`steering` with no options:
+        ``output.beat``, ``output.hold``); ``[]``: none. ``steering(melody=..., hold=..., beat=...,
+        bpm=...)`` builds the built-in ones from the command line's options; ``Generation.steering``
+        says per row what each recorded.
+        """
+        import torch
+
+        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
+        seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
+        batch = len(prompts)
+        seeds = check_seeds(seed, batch)
+        window, overlap = resolve_window(window, overlap, self.pipeline.spec.output)
+        if only_new and prime is None:
+            raise InputError("only_new needs a prime: without one, all of the audio is new")
+        steering = self.steering() if steering is None else check_steering(steering)
+        with torch.inference_mode():
+            history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
+            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
+            if prime_seconds >= seconds:
+                raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
+                                 "the duration includes the prime, so ask for more")
+            self._check_frames(seconds, window, overlap)
+            plan = plan_windows(seconds, window, overlap, prime_seconds)
+            run = SteeringRun(self, prompts, seconds, tuple(plan), window, prime is not None, history)
+            for each in steering:
+                each.plan(run)
+            conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
+            timings: dict[str, float] = {}
+            if progress is not None:
+                progress.begin(self._planned_steps(plan, history))
+            for win in plan:
+                context, frames, begins = {}, {}, {}
+                for stream, rate in self.frame_rates.items():
+                    have = history[stream].shape[2] if stream in history else 0
+                    begins[stream], frames[stream] = window_frames(win, have, rate)
+                    # a melody's semantic tokens may reach past this window: its context stops at its end
+                    stop = min(have, frames_before(win.end, rate))
+                    if stop > begins[stream]:
+                        context[stream] = history[stream][:, :, begins[stream]:stop]
+                place = SteeringWindow(run, win, begins, history, conditioning)
+                for each in steering:
+                    each.window(place)
+                label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
+                new = self._run_window(batch, place.conditioning, context, frames, seeds, win.index, progress, label,
+                                       timings, steering, place)
+                for stream, tokens in new.items():
+                    history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
+            start = time.perf_counter()
+            rate = self.frame_rates["acoustic"]
+            chunk = frames_before(window, rate)
+            audio = decode_chunked(self.tokenizer, history["acoustic"], rate, self.sample_rate, chunk,
+                                   frames_before(DECODE_MARGIN, rate))
+            timings["decode"] = time.perf_counter() - start
+            if progress is not None:
+                progress.stage_done("decode", timings["decode"])
+                progress.end()
+        for each in steering:
+            each.finish(audio)
+        begin = round(prime_seconds * self.sample_rate) if only_new else 0
+        audio = audio[..., begin : round(seconds * self.sample_rate)]
+        mark, embed = None, None
+        if watermark and self.watermark is not None:
+            payload = pipeline_payload(self.pipeline.spec.name)
+            mark = describe_mark(self.pipeline.watermark.entry.name, self.watermark, payload)
+
+            def embed(batch: Any) -> Any:
+                return mark_batch(self.watermark, batch, self.sample_rate, payload)
+        audio, levels = apply_output_stage(audio, self.sample_rate, self.level_settings, primed=prime is not None,
+                                           mark=embed)
+        return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
+                          history, timings, prime_seconds=prime_seconds, only_new=only_new,
+                          windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
+                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
+                          steering=tuple({k: v for each in steering for k, v in each.describe(row).items()}
+                                         for row in range(batch)) if steering else (),
+                          watermark=mark, levels=levels, provenance=self.provenance())
+
+    def steering(self, *, melody: Any = None, melody_strength: float | None = None, hold: float | None = None,
+                 beat: float | None = None, bpm: float | None = None) -> list[Steering]:
+        """The built-in steering (kind ``steering``) for the command line's options, this spec's
+        ``output.hold`` and ``output.beat`` being their defaults.
+
+        ``melody``: a :class:`cadenza.core.steering.melody.Melody`, or one per prompt (all or none),
+        to follow. With ``melody_strength`` None (forced) its semantic tokens are the semantic
+        stream for the melody's length (up to the run's duration) and the semantic stage only
+        continues them; with a strength the semantic stage runs with that logit bonus on the
+        melody's token at each frame. Needs a semantic stage; not combinable with a prime. A
+        pipeline whose stage model hears a melody (``melody_sample_rate``, MusicGen-melody) is
+        instead conditioned by it: that stage gets each row's melody audio (the recording, or the
+        notes rendered), every window from its own start; a strength is refused there.
 
         ``hold``: piece memory (:mod:`cadenza.core.steering.piece_memory`) for long pieces and
         continuations: every stage gets this logit penalty on the token ids its stream did not
@@ -211,186 +300,10 @@ class Cascade:
         spec at 0: :data:`~cadenza.core.steering.beat_grid.DEFAULT_STRENGTH`); 0: off. Needs a semantic
         tokenizer that knows which tokens are onsets.
         """
-        import torch
+        from cadenza.core.steering.options import steering_list
 
-        from cadenza.core.steering.beat_grid import OPENING, hear_beats, token_onsets
-        from cadenza.core.steering.melody import (check_strength, guidance_bias, melody_audio, melody_rows,
-                                                  semantic_prefix)
-        from cadenza.core.steering.piece_memory import check_strength as check_hold
-
-        prompts = tuple(check_prompts([prompts] if isinstance(prompts, str) else prompts))
-        seconds = check_seconds(self.pipeline.spec.output.seconds if seconds is None else seconds)
-        batch = len(prompts)
-        seeds = check_seeds(seed, batch)
-        window, overlap = resolve_window(window, overlap, self.pipeline.spec.output)
-        if only_new and prime is None:
-            raise InputError("only_new needs a prime: without one, all of the audio is new")
-        melodies = melody_rows(melody, batch)
-        strength = check_strength(melody_strength)
-        hold = check_hold(self.pipeline.spec.output.hold if hold is None else hold)
-        if melodies is not None:
-            self._check_melody(prime, strength)
-        beat, bpm = self._check_beat(beat, bpm)
-        onsets = token_onsets(self.semantic_tokenizer if "semantic" in self.frame_rates else None,
-                              self.pipeline.spec.name).to(self.device) if beat else None
-        beats, grid_from = None, 0.0  # per row, once the piece has a tempo to keep; from when (s)
-        with torch.inference_mode():
-            history: dict[str, Any] = self.encode_prime(prime, prime_rate, batch) if prime is not None else {}
-            prime_seconds = history["acoustic"].shape[2] / self.frame_rates["acoustic"] if "acoustic" in history else 0.0
-            if prime_seconds >= seconds:
-                raise InputError(f"the prime is {prime_seconds:g} s long but only {seconds:g} s were asked for: "
-                                 "the duration includes the prime, so ask for more")
-            self._check_frames(seconds, window, overlap)
-            plan = plan_windows(seconds, window, overlap, prime_seconds)
-            guide, sound = None, None  # sound: each row's melody audio, for stages conditioned by it
-            if melodies is not None and self._melody_stages:
-                rate = self.models[self._melody_stages[0]].melody_sample_rate
-                sound = (rate, melody_audio(melodies, rate, seconds))
-            elif melodies is not None:
-                sem_info = self.pipeline.semantic_tokenizer.info
-                if strength is None:
-                    history["semantic"] = semantic_prefix(self.semantic_tokenizer, sem_info, melodies,
-                                                          seconds).to(self.device)
-                else:
-                    vocab = next(s.layout.writes.codebook_size for s in self.pipeline.stages
-                                 if s.layout.writes.stream == "semantic")
-                    guide = guidance_bias(self.semantic_tokenizer, sem_info, melodies, seconds, strength, vocab)
-            conditioning = self.conditioner.embed_text(list(prompts)) if self.conditioner else None
-            timings: dict[str, float] = {}
-            if progress is not None:
-                progress.begin(self._planned_steps(plan, history))
-            held = None  # (opening frames, conditioning mixed with the opening's sound) under hold
-            for win in plan:
-                context, frames, begins = {}, {}, {}
-                for stream, rate in self.frame_rates.items():
-                    have = history[stream].shape[2] if stream in history else 0
-                    begins[stream], frames[stream] = window_frames(win, have, rate)
-                    # a melody's semantic tokens may reach past this window: its context stops at its end
-                    stop = min(have, frames_before(win.end, rate))
-                    if stop > begins[stream]:
-                        context[stream] = history[stream][:, :, begins[stream]:stop]
-                memory, window_conditioning = {}, conditioning
-                if hold is not None:  # the piece's opening: what exists before the second window
-                    opening = min(win.new, plan[0].end)
-                    memory = {stream: history[stream][:, :, :frames_before(opening, rate)]
-                              for stream, rate in self.frame_rates.items() if stream in history}
-                    if "acoustic" in memory and memory["acoustic"].shape[2]:
-                        if held is None or held[0] != memory["acoustic"].shape[2]:
-                            held = (memory["acoustic"].shape[2], self._opening_conditioning(memory["acoustic"],
-                                                                                            conditioning, window))
-                        window_conditioning = held[1]
-                if beat and beats is None and (bpm is not None or win.new >= OPENING - 1e-9):
-                    beats, grid_from = self._piece_beats(history, win.new, bpm, batch, onsets), win.new
-                label = (lambda name: name) if len(plan) == 1 else (lambda name, k=win.index: f"{name} {k + 1}/{len(plan)}")
-                new = self._run_window(batch, window_conditioning, context, frames, seeds, win.index, progress, label, timings,
-                                       guide=guide, begins=begins, memory=memory, hold=hold,
-                                       grid=(onsets, beats, beat) if beats else None, melody=sound)
-                for stream, tokens in new.items():
-                    history[stream] = torch.cat([history[stream], tokens], dim=2) if stream in history else tokens
-            start = time.perf_counter()
-            rate = self.frame_rates["acoustic"]
-            chunk = frames_before(window, rate)
-            audio = decode_chunked(self.tokenizer, history["acoustic"], rate, self.sample_rate, chunk,
-                                   frames_before(DECODE_MARGIN, rate))
-            timings["decode"] = time.perf_counter() - start
-            if progress is not None:
-                progress.stage_done("decode", timings["decode"])
-                progress.end()
-        heard = hear_beats(self.semantic_tokenizer, self.pipeline.semantic_tokenizer.info.sample_rate, audio,
-                           self.sample_rate, onsets, self.frame_rates["semantic"], beats, grid_from) if beats else []
-        begin = round(prime_seconds * self.sample_rate) if only_new else 0
-        audio = audio[..., begin : round(seconds * self.sample_rate)]
-        mark, embed = None, None
-        if watermark and self.watermark is not None:
-            payload = pipeline_payload(self.pipeline.spec.name)
-            mark = describe_mark(self.pipeline.watermark.entry.name, self.watermark, payload)
-
-            def embed(batch: Any) -> Any:
-                return mark_batch(self.watermark, batch, self.sample_rate, payload)
-        audio, levels = apply_output_stage(audio, self.sample_rate, self.level_settings, primed=prime is not None,
-                                           mark=embed)
-        return Generation(audio, self.sample_rate, prompts, seeds if isinstance(seeds, int) else tuple(seeds), seconds,
-                          history, timings, prime_seconds=prime_seconds, only_new=only_new,
-                          windows=tuple(w.to_dict() for w in plan) if len(plan) > 1 else (),
-                          window=window if len(plan) > 1 else None, overlap=overlap if len(plan) > 1 else None,
-                          melody=self._melody_records(melodies),
-                          melody_strength=strength if melodies else None,
-                          hold=hold if len(plan) > 1 or prime is not None else None,
-                          beat=beat if beats else None,
-                          beats=tuple({**b.describe(self.frame_rates["semantic"]), "heard": h}
-                                      for b, h in zip(beats, heard)) if beats else (),
-                          watermark=mark, levels=levels, provenance=self.provenance())
-
-    def _check_beat(self, beat: float | None, bpm: float | None) -> tuple[float | None, float | None]:
-        """``(strength, bpm)`` of a run: ``beat`` (None: the spec's ``output.beat``) checked, and
-        a given tempo switching the grid on at the default strength where the spec has it off."""
-        from cadenza.core.steering.beat_grid import DEFAULT_STRENGTH, check_bpm, check_strength
-
-        bpm = check_bpm(bpm)
-        strength = check_strength(self.pipeline.spec.output.beat if beat is None else beat)
-        if bpm is not None and strength is None:
-            if beat is not None:
-                raise InputError("a bpm needs the beat grid: beat 0 turns it off")
-            strength = DEFAULT_STRENGTH
-        return strength, bpm
-
-    def _piece_beats(self, history: dict, new: float, bpm: float | None, batch: int, onsets: Any) -> list:
-        """Each row's pulse for the rest of the piece from the semantic tokens that exist before
-        ``new`` seconds: the strongest, or at ``bpm`` its beats' phase there (none exist: a beat
-        on frame 0)."""
-        from cadenza.core.steering.beat_grid import Beat, estimate_beats
-
-        rate = self.frame_rates["semantic"]
-        written = history["semantic"][:, 0, :frames_before(new, rate)] if "semantic" in history else None
-        if bpm is None:
-            return estimate_beats(written, onsets, rate)
-        if written is None or not written.shape[-1]:
-            return [Beat.given(bpm, rate)] * batch
-        return estimate_beats(written, onsets, rate, bpm=bpm)
-
-    def _opening_conditioning(self, codes: Any, conditioning: Any, window: float) -> Any:
-        """The conditioning of the windows after a piece's opening ``codes`` under ``hold``: the
-        text's mixed with the opening's audio embedding where the conditioner can embed audio
-        (:func:`cadenza.core.steering.piece_memory.opening_conditioning`)."""
-        from cadenza.core.steering.piece_memory import hears_openings, opening_conditioning
-
-        if not hears_openings(self.conditioner, conditioning):  # nothing to mix: skip decoding the opening
-            return conditioning
-        rate = self.frame_rates["acoustic"]
-        audio = decode_chunked(self.tokenizer, codes, rate, self.sample_rate, frames_before(window, rate),
-                               frames_before(DECODE_MARGIN, rate))
-        return opening_conditioning(self.conditioner, conditioning, audio.to(self.device), self.sample_rate)
-
-    def _melody_records(self, melodies: Any) -> tuple[dict[str, Any], ...]:
-        """Per row, what the melody was and how it was used (``mode``: ``chroma`` when a stage
-        was conditioned on its chroma; otherwise the sidecar says forced or guided)."""
-        if not melodies:
-            return ()
-        extra = {"mode": "chroma"} if self._melody_stages else {}
-        return tuple({**m.describe(), **extra} for m in melodies)
-
-    @property
-    def _melody_stages(self) -> list[str]:
-        """The stages whose model is conditioned by a melody's sound (``melody_sample_rate``)."""
-        return [name for name, model in self.models.items() if getattr(model, "melody_sample_rate", None)]
-
-    def _check_melody(self, prime: Any, strength: float | None = None) -> None:
-        """A melody needs a stage conditioned by its sound, or a semantic stage (and tokenizer)
-        to steer; and no prime (its semantic tokens would compete with the prime's)."""
-        if prime is not None:
-            raise InputError("a melody cannot be combined with a prime: give one or the other")
-        if self._melody_stages:
-            if strength is not None:
-                raise InputError(f"pipeline {self.pipeline.spec.name!r} conditions stage "
-                                 f"{self._melody_stages[0]!r} on the melody's chroma: a melody strength (a logit "
-                                 "bonus on semantic tokens) has no meaning there; drop it")
-            return
-        if "semantic" not in self.frame_rates:
-            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic stage for a melody to steer "
-                             "(a melody needs a MusicLM-style cascade with a semantic tokenizer)")
-        if self.semantic_tokenizer is None:
-            raise InputError(f"pipeline {self.pipeline.spec.name!r} has no semantic tokenizer to turn a melody into "
-                             "semantic tokens")
+        return steering_list(self.registry, self.pipeline.spec.output, melody=melody,
+                             melody_strength=melody_strength, hold=hold, beat=beat, bpm=bpm)
 
     def _check_frames(self, seconds: float, window: float, overlap: float) -> None:
         """The run must make at least one frame of the slowest stream, and so must each window."""
@@ -448,28 +361,18 @@ class Cascade:
 
     def _run_window(self, batch: int, conditioning: Any, context: dict, frames: dict, seeds: int | list[int],
                     window: int, progress: Progress | None, label: Callable[[str], str],
-                    timings: dict[str, float], guide: Any = None, begins: dict | None = None,
-                    memory: Any = None, hold: float | None = None, grid: Any = None,
-                    melody: Any = None) -> dict[str, Any]:
+                    timings: dict[str, float], steering: Sequence[Steering] = (),
+                    place: SteeringWindow | None = None) -> dict[str, Any]:
         """Run every stage over one window; return each stream's new tokens ``[B, width, frames]``.
 
         ``context[stream]``: the tokens that already exist in the window (its written prefix at
-        every stage that writes the stream); ``frames[stream]``: how many frames to add.
-        ``guide``: a melody's ``[B, T, V]`` logit bias for the semantic stage, whose written
-        position 0 is frame ``begins["semantic"]`` of the output. ``memory[stream]``: the
-        piece's opening ``[B, width, N]``; with ``hold`` every stage gets that logit penalty on
-        the ids its codebooks did not use there (:func:`cadenza.core.steering.piece_memory.memory_model`).
-        ``grid``: ``(onsets, beats, strength)``, the beat grid on the semantic stage
-        (:func:`cadenza.core.steering.beat_grid.beat_model`). ``melody``: ``(rate, rows)``, each
-        row's melody audio for the stages conditioned by its sound; each hears it from the
-        window's first frame on (:func:`cadenza.core.steering.melody.melody_window`).
+        every stage that writes the stream); ``frames[stream]``: how many frames to add. Each
+        stage's model is wrapped by every ``steering`` in turn (``wrap(model, stage, place)``)
+        before it samples.
         """
         import torch
 
-        from cadenza.core.steering.beat_grid import beat_model
         from cadenza.core.engine.decode import decode_stage
-        from cadenza.core.steering.melody import guided_model, melody_window
-        from cadenza.core.steering.piece_memory import memory_model
 
         streams: dict[str, torch.Tensor] = {}
         for index, stage in enumerate(self.pipeline.stages):
@@ -493,16 +396,8 @@ class Cascade:
             start = time.perf_counter()
             try:
                 model = self.models[name]
-                if melody is not None and getattr(model, "melody_sample_rate", None):
-                    heard_from = round((begins or {}).get(writes.stream, 0) / writes.frame_rate * melody[0])
-                    model = model.with_melody(melody_window(melody[1], heard_from).to(self.device))
-                if guide is not None and writes.stream == "semantic":
-                    model = guided_model(model, guide.to(self.device), offset=(begins or {}).get("semantic", 0))
-                if grid is not None and writes.stream == "semantic":
-                    model = beat_model(model, *grid, offset=(begins or {}).get("semantic", 0))
-                before = (memory or {}).get(writes.stream)
-                if hold is not None and before is not None and before.shape[2]:
-                    model = memory_model(model, before[:, writes.start:writes.stop], hold)
+                for each in steering:
+                    model = each.wrap(model, stage, place)
                 tokens = decode_stage(model, request, count, self.samplers[name],
                                       guidance_scale=stage.spec.guidance_scale, generator=generator,
                                       progress=progress.advance if progress is not None else None, prefix=prefix)

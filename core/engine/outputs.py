@@ -70,7 +70,7 @@ def write_outputs(output: Path, audio: Any, sample_rate: int, sidecar: dict, plo
 def build_sidecar(generation: Any, output: Path, row: int = 0, pipeline: str | None = None,
                   prime_file: str | None = None, extra: dict | None = None) -> dict:
     """How row ``row`` of ``generation`` was made: prompt, seed, spec, components, levels, prime,
-    windows. ``pipeline``: what the user named (a preset or a spec file; default the spec's name)."""
+    windows, steering. ``pipeline``: what the user named (a preset or a spec file; default the spec's name)."""
     made = generation.provenance
     sidecar = {
         "prompt": generation.prompts[row],
@@ -100,14 +100,8 @@ def build_sidecar(generation: Any, output: Path, row: int = 0, pipeline: str | N
     if generation.windows:
         sidecar["long_form"] = {"window": generation.window, "overlap": generation.overlap,
                                 "windows": [dict(w) for w in generation.windows]}
-    if generation.hold is not None:
-        sidecar["hold"] = generation.hold
-    if generation.beats:
-        sidecar["beat"] = {"strength": generation.beat, **generation.beats[row]}
-    if generation.melody:
-        strength = generation.melody_strength
-        sidecar["melody"] = {"mode": "forced" if strength is None else "guided", **generation.melody[row],
-                             "strength": strength}
+    if generation.steering:  # what each steering recorded of this row: "melody", "beat", "hold", ...
+        sidecar.update(generation.steering[row])
     if len(generation.prompts) > 1:
         sidecar["batch"] = {"size": len(generation.prompts), "row": row}
     sidecar.update(extra or {})

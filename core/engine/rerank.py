@@ -138,7 +138,7 @@ def rerank(generate: Callable[[list[int]], Any], prompts: Sequence[str], seeds: 
               for stream in first.tokens}
     timings = {stage: sum(g.stage_seconds.get(stage, 0.0) for g in generations) for stage in first.stage_seconds}
     per_row = {field: tuple(getattr(generations[c], field)[row] for row, c in enumerate(chosen))
-               for field in ("levels", "beats") if getattr(first, field)}  # what each chosen clip measured
+               for field in ("levels", "steering") if getattr(first, field)}  # what each chosen clip measured
     best = attrs.evolve(first, audio=audio, tokens=tokens, stage_seconds=timings, **per_row,
                         seed=tuple(scores[row][c]["seed"] for row, c in enumerate(chosen)))
     report = [{"metric": scorer.name, "key": scorer.key, "chosen": c, "candidates": scores[row]}

@@ -51,6 +51,7 @@ import torch
 
 from cadenza.core.audio.io import prepare
 from cadenza.core.audio.tempo import phase_at, strongest_beat
+from cadenza.core.engine.longform import frames_before
 from cadenza.core.errors import InputError
 from cadenza.core.steering.logit_bias import BiasedModel, check_scale
 
@@ -123,6 +124,19 @@ def estimate_beats(ids: torch.Tensor, onsets: torch.Tensor, frame_rate: float, b
     period = 60.0 * frame_rate / bpm
     phase, confidence = phase_at(envelope, period)
     return [Beat(period, float(f), "given", float(c)) for f, c in zip(phase, confidence)]
+
+
+def piece_beats(history: dict[str, torch.Tensor], new: float, bpm: float | None, batch: int, onsets: torch.Tensor,
+                frame_rate: float) -> list[Beat]:
+    """Each row's pulse for the rest of the piece from the semantic tokens ``history["semantic"]``
+    ``[B, 1, T]`` that exist before ``new`` seconds: the strongest, or at ``bpm`` its beats' phase
+    there (none exist: a beat on frame 0)."""
+    written = history["semantic"][:, 0, :frames_before(new, frame_rate)] if "semantic" in history else None
+    if bpm is None:
+        return estimate_beats(written, onsets, frame_rate)
+    if written is None or not written.shape[-1]:
+        return [Beat.given(bpm, frame_rate)] * batch
+    return estimate_beats(written, onsets, frame_rate, bpm=bpm)
 
 
 def relation(heard: float, held: float) -> str | None:

@@ -20,6 +20,7 @@ from cadenza.core.steering.beat_grid import (
     hear_beats,
     heard_beats,
     phase_at,
+    piece_beats,
     relation,
     strongest_beat,
     token_onsets,
@@ -63,9 +64,19 @@ def on_grid_share(ids: torch.Tensor, onsets: torch.Tensor, beat: Beat, start: in
     return sum(beat.closeness(t) > math.exp(-0.5 / 0.49) - 1e-9 for t in hits) / max(1, len(hits))
 
 
+def beats(generation) -> tuple[dict, ...]:
+    """Each row's ``beat`` as the steering recorded it (the sidecar's): strength, pulse, what the audio holds."""
+    return tuple(row["beat"] for row in generation.steering if "beat" in row)
+
+
+def strength(generation) -> float | None:
+    """The beat grid's logit scale a generation ran with; None: no grid applied."""
+    return beats(generation)[0]["strength"] if beats(generation) else None
+
+
 def held_pulses(generation) -> tuple[dict, ...]:
     """Each row's pulse as the grid held it (``Beat.describe()``), without what the audio measured."""
-    return tuple({k: v for k, v in pulse.items() if k != "heard"} for pulse in generation.beats)
+    return tuple({k: v for k, v in pulse.items() if k not in ("heard", "strength")} for pulse in beats(generation))
 
 
 def test_strongest_beat_finds_tempo_and_phase_of_regular_onsets():
@@ -101,14 +112,14 @@ def test_a_given_tempo_keeps_the_phase_of_what_exists(cascade):
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     ids = torch.full((1, 1, 100), int(onsets.argmin()))
     ids[0, 0, 6::15] = int(onsets.argmax())  # onsets at 100 BPM, first on frame 6
-    beat, = cascade._piece_beats({"semantic": ids}, 4.0, 100.0, 1, onsets)
+    beat, = piece_beats({"semantic": ids}, 4.0, 100.0, 1, onsets, RATE)
     assert beat.source == "given" and beat.bpm(RATE) == pytest.approx(100.0)
     assert beat.closeness(6) > 0.99 and beat.closeness(0) < 0.01 and beat.confidence > 0.5
-    assert cascade._piece_beats({}, 0.0, 100.0, 2, onsets) == [Beat.given(100.0, RATE)] * 2  # nothing written yet
+    assert piece_beats({}, 0.0, 100.0, 2, onsets, RATE) == [Beat.given(100.0, RATE)] * 2  # nothing written yet
     prime = torch.randn(1, cascade.sample_rate) * 0.1
-    continued = cascade.generate(["more"], seconds=2.0, seed=0, prime=prime, bpm=100, beat=10)
+    continued = cascade.generate(["more"], seconds=2.0, seed=0, prime=prime, steering=cascade.steering(bpm=100, beat=10))
     heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE, bpm=100.0)[0]
-    assert held_pulses(continued) == (heard.describe(RATE),) and continued.beats[0]["from"] == "given"
+    assert held_pulses(continued) == (heard.describe(RATE),) and beats(continued)[0]["from"] == "given"
 
 
 def test_heard_beats_measure_the_tempo_and_how_much_of_it_is_on_the_grid():
@@ -142,7 +153,7 @@ def test_relation_names_the_metrical_levels():
 def test_the_beat_records_what_the_decoded_audio_holds(cascade):
     """``heard`` is read off the decoded audio by the semantic tokenizer, from where the grid
     began to steer: not the tokens the semantic stage wrote."""
-    held = cascade.generate(["a march"], seconds=3.0, seed=0, window=1.0, overlap=0.25, bpm=100, beat=30,
+    held = cascade.generate(["a march"], seconds=3.0, seed=0, window=1.0, overlap=0.25, steering=cascade.steering(bpm=100, beat=30),
                             watermark=False)
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     rate = cascade.frame_rates["acoustic"]
@@ -151,7 +162,7 @@ def test_the_beat_records_what_the_decoded_audio_holds(cascade):
                                frames_before(1.0, rate), frames_before(DECODE_MARGIN, rate))
     expected = hear_beats(cascade.semantic_tokenizer, 16000, audio, cascade.sample_rate, onsets, RATE,
                           [Beat.given(100.0, RATE)])
-    assert held.beats[0]["heard"] == expected[0]
+    assert beats(held)[0]["heard"] == expected[0]
     assert set(expected[0]) == {"bpm", "confidence", "relation", "on_beat"}
 
 
@@ -190,10 +201,10 @@ def test_grid_lifts_onsets_on_beats_and_lowers_them_between(cascade):
 def test_given_bpm_puts_the_semantic_onsets_on_the_grid(cascade):
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     free = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25)
-    held = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25, bpm=100, beat=30)
+    held = cascade.generate(["a march"], seconds=4.0, seed=0, window=1.0, overlap=0.25, steering=cascade.steering(bpm=100, beat=30))
     beat = Beat.given(100.0, RATE)
-    assert free.beats == () and free.beat is None
-    assert held.beat == 30.0 and held_pulses(held) == (beat.describe(RATE),)
+    assert beats(free) == () and strength(free) is None
+    assert strength(held) == 30.0 and held_pulses(held) == (beat.describe(RATE),)
     assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
     assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.6
 
@@ -204,20 +215,20 @@ def test_the_opening_sets_the_tempo_of_the_later_windows(cascade):
     assert OPENING == 10.0
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     generation = cascade.generate(["a waltz", "a jig"], seconds=12.0, seed=[1, 2], window=1.0, overlap=0.25,
-                                  beat=30)
-    assert len(generation.beats) == 2 and all(b["from"] == "opening" for b in generation.beats)
+                                  steering=cascade.steering(beat=30))
+    assert len(beats(generation)) == 2 and all(b["from"] == "opening" for b in beats(generation))
     for row in range(2):
         ids = generation.tokens["semantic"][row, 0]
         opening = estimate_beats(ids[None, :250], onsets, RATE)[0]
         assert held_pulses(generation)[row] == opening.describe(RATE)
         assert on_grid_share(ids, onsets, opening, start=250) > 0.9
-    short = cascade.generate(["a waltz"], seconds=4.0, seed=1, window=1.0, overlap=0.25, beat=30)
-    assert short.beats == () and short.beat is None  # no window starts after the opening: nothing is steered
+    short = cascade.generate(["a waltz"], seconds=4.0, seed=1, window=1.0, overlap=0.25, steering=cascade.steering(beat=30))
+    assert beats(short) == () and strength(short) is None  # no window starts after the opening: nothing is steered
 
 
 def test_a_prime_as_long_as_the_opening_sets_the_tempo(cascade):
     prime = torch.randn(1, 10 * cascade.sample_rate) * 0.1
-    generation = cascade.generate(["more"], seconds=11.0, seed=0, prime=prime, beat=10)
+    generation = cascade.generate(["more"], seconds=11.0, seed=0, prime=prime, steering=cascade.steering(beat=10))
     onsets = token_onsets(cascade.semantic_tokenizer, "test")
     heard = estimate_beats(cascade.encode_prime(prime)["semantic"][:, 0], onsets, RATE)[0]
     assert held_pulses(generation) == (heard.describe(RATE),)
@@ -226,13 +237,13 @@ def test_a_prime_as_long_as_the_opening_sets_the_tempo(cascade):
 def test_pipelines_without_onset_tokens_refuse_the_grid(registry):
     tiny = Cascade.from_spec(yaml.safe_load(TINY_SPEC), registry=registry)  # mel-kmeans: no onsets per token
     with pytest.raises(InputError, match=r"test-tiny.*mel-kmeans.*cannot hold a beat"):
-        tiny.generate(["x"], seconds=1.0, bpm=100)
-    assert tiny.generate(["x"], seconds=1.0, window=0.5).beats == ()  # the spec's beat is 0: nothing to refuse
+        tiny.generate(["x"], seconds=1.0, steering=tiny.steering(bpm=100))
+    assert beats(tiny.generate(["x"], seconds=1.0, window=0.5)) == ()  # the spec's beat is 0: nothing to refuse
 
 
 def test_bpm_with_the_grid_off_is_refused(cascade):
     with pytest.raises(InputError, match="a bpm needs the beat grid"):
-        cascade.generate(["x"], seconds=1.0, bpm=100, beat=0)
+        cascade.generate(["x"], seconds=1.0, steering=cascade.steering(bpm=100, beat=0))
 
 
 def test_spec_beat_is_checked_and_written_back():
@@ -246,8 +257,9 @@ def test_spec_beat_is_checked_and_written_back():
 def test_spec_beat_is_the_default(registry):
     cascade = Cascade.from_spec(music_features_tree(beat=20), registry=registry)
     generation = cascade.generate(["x"], seconds=11.0, seed=0, window=1.0, overlap=0.25)
-    assert generation.beat == 20.0 and generation.beats[0]["from"] == "opening"
-    assert cascade.generate(["x"], seconds=11.0, seed=0, window=1.0, overlap=0.25, beat=0).beats == ()
+    assert strength(generation) == 20.0 and beats(generation)[0]["from"] == "opening"
+    assert beats(cascade.generate(["x"], seconds=11.0, seed=0, window=1.0, overlap=0.25,
+                                 steering=cascade.steering(beat=0))) == ()
 
 
 def test_generate_command_records_the_beat(cli, write_spec, tmp_path):
@@ -299,13 +311,13 @@ def test_the_bundled_default_puts_its_onsets_on_a_given_beat(registry):
     onsets = token_onsets(default.semantic_tokenizer, "default")
     beat = Beat.given(100.0, RATE)
     prompt = "a calm piano piece in D minor at a medium tempo, soft, no drums"
-    held = default.generate([prompt], seconds=10.0, seed=0, bpm=100)
+    held = default.generate([prompt], seconds=10.0, seed=0, steering=default.steering(bpm=100))
     free = default.generate([prompt], seconds=10.0, seed=0)
-    assert held.beat == default.pipeline.spec.output.beat == 12.0 and held.beats[0]["bpm"] == 100.0
+    assert strength(held) == default.pipeline.spec.output.beat == 12.0 and beats(held)[0]["bpm"] == 100.0
     assert on_grid_share(held.tokens["semantic"][0, 0], onsets, beat) > 0.9
     assert on_grid_share(free.tokens["semantic"][0, 0], onsets, beat) < 0.5
     # and the audio carries the grid's tempo itself (not half or double of it), more of its onsets on the beats
-    heard = held.beats[0]["heard"]
+    heard = beats(held)[0]["heard"]
     unsteered, = hear_beats(default.semantic_tokenizer, 16000, free.audio, default.sample_rate, onsets, RATE, [beat])
     assert heard["relation"] == "same" and heard["on_beat"] > unsteered["on_beat"] + 0.1
 

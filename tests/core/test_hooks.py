@@ -76,7 +76,7 @@ def test_register_melody_sources_source_is_picked_by_suffix_and_steers(register_
                                                                        cli):
     from cadenza.core.steering.melody import read_melody
 
-    cadenza_registry.add_builtins("tiny", "transformer", "samplers", "melody")
+    cadenza_registry.add_builtins("tiny", "transformer", "samplers", "melody", "steering")
     plugin = types.SimpleNamespace(register_melody_sources=hookimpl(
         lambda register: register("note-list", build_note_list, config=NoteListConfig, description="text notes")))
     assert register_plugin(plugin, "notes").components == ["melody_source:note-list"]

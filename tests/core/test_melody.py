@@ -161,19 +161,19 @@ def test_forced_melody_is_the_semantic_stream_and_skips_the_stage(cascade):
     melody = Melody(tuple(Note(a / 4, b / 4, p) for a, b, p in tune_notes()))  # 1 s
     info = cascade.pipeline.semantic_tokenizer.info
     expected = melody_tokens(cascade.semantic_tokenizer, info, melody, 0.5)
-    out = cascade.generate("a flute", seconds=0.5, seed=3, melody=melody)
+    out = cascade.generate("a flute", seconds=0.5, seed=3, steering=cascade.steering(melody=melody))
     assert torch.equal(out.tokens["semantic"][0, 0], expected)
-    assert "semantic" not in out.stage_seconds and out.melody[0]["notes"] == len(TUNE)
+    assert "semantic" not in out.stage_seconds and out.steering[0]["melody"]["notes"] == len(TUNE)
     # a melody shorter than the output is continued by the semantic stage
-    longer = cascade.generate("a flute", seconds=1.5, seed=3, melody=melody)
+    longer = cascade.generate("a flute", seconds=1.5, seed=3, steering=cascade.steering(melody=melody))
     assert torch.equal(longer.tokens["semantic"][0, 0, :25], melody_tokens(cascade.semantic_tokenizer, info, melody, 1.0))
     assert longer.tokens["semantic"].shape[2] == 38 and "semantic" in longer.stage_seconds
 
 
 def test_text_still_changes_the_output_under_a_melody(cascade):
     melody = Melody(tuple(Note(a / 4, b / 4, p) for a, b, p in tune_notes()))
-    a = cascade.generate("a soft flute", seconds=0.5, seed=3, melody=melody)
-    b = cascade.generate("loud distorted guitars", seconds=0.5, seed=3, melody=melody)
+    a = cascade.generate("a soft flute", seconds=0.5, seed=3, steering=cascade.steering(melody=melody))
+    b = cascade.generate("loud distorted guitars", seconds=0.5, seed=3, steering=cascade.steering(melody=melody))
     assert torch.equal(a.tokens["semantic"], b.tokens["semantic"])
     assert not torch.equal(a.tokens["acoustic"], b.tokens["acoustic"])
 
@@ -183,8 +183,8 @@ def test_guided_melody_pulls_the_semantic_stage_by_strength(cascade):
     target = melody_tokens(cascade.semantic_tokenizer, cascade.pipeline.semantic_tokenizer.info, melody, 1.0)
 
     def agreement(strength):
-        rows = cascade.generate(["a flute"] * 4, seconds=1.0, seed=[0, 1, 2, 3], melody=melody,
-                                melody_strength=strength).tokens["semantic"][:, 0]
+        guided = cascade.steering(melody=melody, melody_strength=strength)
+        rows = cascade.generate(["a flute"] * 4, seconds=1.0, seed=[0, 1, 2, 3], steering=guided).tokens["semantic"][:, 0]
         return float((rows == target).float().mean())
 
     free = float((cascade.generate(["a flute"] * 4, seconds=1.0, seed=[0, 1, 2, 3]).tokens["semantic"][:, 0]
@@ -195,7 +195,7 @@ def test_guided_melody_pulls_the_semantic_stage_by_strength(cascade):
 
 def test_long_form_follows_a_melody_across_windows(cascade):
     melody = Melody((Note(0.0, 0.9, 60), Note(0.9, 2.0, 67)))
-    out = cascade.generate("x", seconds=2.0, seed=1, melody=melody, window=0.8, overlap=0.3)
+    out = cascade.generate("x", seconds=2.0, seed=1, window=0.8, overlap=0.3, steering=cascade.steering(melody=melody))
     assert len(out.windows) == 4 and "semantic" not in out.stage_seconds
     expected = melody_tokens(cascade.semantic_tokenizer, cascade.pipeline.semantic_tokenizer.info, melody, 2.0)
     assert torch.equal(out.tokens["semantic"][0, 0], expected) and out.tokens["acoustic"].shape[2] == 100
@@ -210,7 +210,7 @@ def test_long_form_follows_a_melody_across_windows(cascade):
 ])
 def test_bad_melody_arguments(cascade, kwargs, message):
     with pytest.raises(InputError, match=message):
-        cascade.generate(["a", "b"], seconds=0.5, **kwargs)
+        cascade.generate(["a", "b"], seconds=0.5, steering=cascade.steering(**kwargs))
 
 
 def test_bad_notes_are_one_line_errors():

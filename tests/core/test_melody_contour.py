@@ -50,7 +50,7 @@ def test_midi_melody_makes_the_output_follow_its_contour(registry):
     assert cascade.random_components() == []
     melody = tune()
     prompts = [PROMPT] * len(SEEDS)
-    with_melody = cascade.generate(prompts, seconds=SECONDS, seed=SEEDS, melody=melody).audio
+    with_melody = cascade.generate(prompts, seconds=SECONDS, seed=SEEDS, steering=cascade.steering(melody=melody)).audio
     text_only = cascade.generate(prompts, seconds=SECONDS, seed=SEEDS).audio
     followed = [contour_correlation(a, cascade.sample_rate, melody) for a in with_melody]
     free = [contour_correlation(a, cascade.sample_rate, melody) for a in text_only]

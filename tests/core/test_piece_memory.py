@@ -26,6 +26,11 @@ MULAN = ("{name: mulan, params: {n_mels: 32, patch_mels: 8, patch_frames: 8, cli
          "num_quantizers: 3, codebook_size: 8, output: quantized}}")
 
 
+def hold(generation) -> float | None:
+    """The piece-memory penalty a generation ran with (its sidecar's ``hold``); None: none."""
+    return generation.steering[0].get("hold") if generation.steering else None
+
+
 def tiny_tree(**output) -> dict:
     tree = yaml.safe_load(TINY_SPEC)
     tree["output"] = {**tree.get("output", {}), **output}
@@ -76,8 +81,8 @@ def test_memory_penalises_unused_ids_by_codebook_in_cache_and_teacher_forcing(ca
 
 def test_a_strong_hold_keeps_later_windows_to_the_openings_tokens(cascade):
     free = cascade.generate("x", seconds=3.0, seed=0, window=1.0, overlap=0.5)
-    held = cascade.generate("x", seconds=3.0, seed=0, window=1.0, overlap=0.5, hold=1e4)
-    assert held.hold == 1e4 and free.hold is None
+    held = cascade.generate("x", seconds=3.0, seed=0, window=1.0, overlap=0.5, steering=cascade.steering(hold=1e4))
+    assert hold(held) == 1e4 and hold(free) is None
     escaped = 0
     for stream, rate in cascade.frame_rates.items():
         opening = round(rate * 1.0)  # the first window: generated exactly as without memory
@@ -91,23 +96,23 @@ def test_a_strong_hold_keeps_later_windows_to_the_openings_tokens(cascade):
 
 def test_hold_zero_is_off_and_the_spec_sets_the_default(cascade, tmp_path):
     free = cascade.generate("x", seconds=2.0, seed=1, window=1.0)
-    assert torch.equal(cascade.generate("x", seconds=2.0, seed=1, window=1.0, hold=0).tokens["acoustic"],
+    assert torch.equal(cascade.generate("x", seconds=2.0, seed=1, window=1.0, steering=cascade.steering(hold=0)).tokens["acoustic"],
                        free.tokens["acoustic"])
     path = tmp_path / "held.yaml"
     path.write_text(yaml.safe_dump(tiny_tree(hold=1e4)))
     held = Cascade.from_spec(path, registry=discover(environ={}))
     spec_default = held.generate("x", seconds=2.0, seed=1, window=1.0)
-    explicit = cascade.generate("x", seconds=2.0, seed=1, window=1.0, hold=1e4)
-    assert spec_default.hold == 1e4 and torch.equal(spec_default.tokens["acoustic"], explicit.tokens["acoustic"])
-    assert torch.equal(held.generate("x", seconds=2.0, seed=1, window=1.0, hold=0).tokens["acoustic"],
+    explicit = cascade.generate("x", seconds=2.0, seed=1, window=1.0, steering=cascade.steering(hold=1e4))
+    assert hold(spec_default) == 1e4 and torch.equal(spec_default.tokens["acoustic"], explicit.tokens["acoustic"])
+    assert torch.equal(held.generate("x", seconds=2.0, seed=1, window=1.0, steering=held.steering(hold=0)).tokens["acoustic"],
                        free.tokens["acoustic"])
-    assert held.generate("x", seconds=1.0, seed=1).hold is None  # one window, no prime: nothing to hold to
+    assert hold(held.generate("x", seconds=1.0, seed=1)) is None  # one window, no prime: nothing to hold to
 
 
 def test_a_prime_is_the_memory_of_a_continuation(cascade):
     prime = cascade.generate("x", seconds=1.0, seed=5)
     audio = prime.audio[0]
-    held = cascade.generate("x", seconds=1.6, seed=0, prime=audio, hold=1e4)
+    held = cascade.generate("x", seconds=1.6, seed=0, prime=audio, steering=cascade.steering(hold=1e4))
     frames = held.tokens["acoustic"].shape[2]
     have = frames - round(0.6 * cascade.frame_rates["acoustic"])
     for q in range(held.tokens["acoustic"].shape[1]):
@@ -179,7 +184,7 @@ def test_windows_after_the_opening_are_conditioned_on_its_sound(mulan_cascade):
     text = cascade.conditioner.embed_text(["a flute"]).values
     assert all(torch.equal(values, text) for name, values in seen if name != "fine")
     seen.clear()
-    held = cascade.generate("a flute", seconds=2.0, seed=0, window=1.0, hold=2.0)
+    held = cascade.generate("a flute", seconds=2.0, seed=0, window=1.0, steering=cascade.steering(hold=2.0))
     opening = held.tokens["acoustic"][:, :, :50]  # the first window: 1 s at 50 frames a second
     assert torch.equal(opening, free.tokens["acoustic"][:, :, :50])
     with torch.inference_mode():

@@ -357,7 +357,7 @@ def test_a_melody_strength_is_refused_for_a_chroma_stage(reference, monkeypatch,
     use_cache(monkeypatch, reference[1])
     cascade = Cascade(check_tree(spec(), registry), registry)
     with pytest.raises(InputError, match="conditions stage 'lm' on the melody's chroma: a melody strength"):
-        cascade.generate("a calm piano", seconds=0.2, melody=Melody([(0.0, 0.2, 60)]), melody_strength=2.0)
+        cascade.generate("a calm piano", seconds=0.2, steering=cascade.steering(melody=Melody([(0.0, 0.2, 60)]), melody_strength=2.0))
 
 
 def test_the_preset_follows_a_melody_from_the_cached_checkpoint_offline(reference, monkeypatch, cli, tmp_path):
@@ -412,7 +412,7 @@ def test_each_long_form_window_is_conditioned_from_its_own_start(cascade, monkey
 
     monkeypatch.setattr(MusicgenMelodyStage, "with_melody", keep)
     melody = Melody([(0.0, 0.3, 60), (0.3, 0.7, 64), (0.7, 1.0, 67)])
-    result = cascade.generate("a calm piano", seconds=1.0, window=0.4, overlap=0.2, melody=melody)
+    result = cascade.generate("a calm piano", seconds=1.0, window=0.4, overlap=0.2, steering=cascade.steering(melody=melody))
     starts = [round(w["start"] * RATE) for w in result.windows]
     assert len(heard) == len(starts) == 4 and starts[0] == 0
     rows = melody_audio([melody], RATE, 1.0)

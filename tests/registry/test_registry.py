@@ -189,7 +189,7 @@ def test_plugins_and_components_json(cli):
     code, out, _ = cli("components", "--json")
     components = json.loads(out)
     kinds = {"tokenizer", "semantic_tokenizer", "conditioner", "stage_model", "sampler", "metric", "melody_source",
-             "watermark"}
+             "watermark", "steering"}
     assert all({"name", "kind", "plugin", "description"} <= set(c) and c["kind"] in kinds for c in components)
     code, out, _ = cli("components", "--kind", "sampler", "--json")
     assert {c["kind"] for c in json.loads(out)} == {"sampler"}

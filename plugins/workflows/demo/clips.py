@@ -99,7 +99,8 @@ class ClipMaker:
         if seconds is None:
             seconds = self._check_seconds(cascade.pipeline.spec.output.seconds)
         notes = self._read_melody(melody, cascade, seconds) if melody is not None else None
-        generation = cascade.generate([prompt], seconds=seconds, seed=seed, progress=progress, melody=notes)
+        generation = cascade.generate([prompt], seconds=seconds, seed=seed, progress=progress,
+                                      steering=cascade.steering(melody=notes))
         output = self.config.out_dir / f"clip-{next(self._numbers):04d}.wav"
         write_outputs(output, generation.audio[0].numpy(), generation.sample_rate,
                       build_sidecar(generation, output, pipeline=pipeline), plot_title=prompt)

@@ -1,4 +1,4 @@
-"""Checkpoints of a training run, shared by the stage trainer and the MuLan trainer.
+"""Checkpoints of a training run, shared by the stage, MuLan and instrument-classifier trainers.
 
 A run folder keeps its checkpoints as::
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cadenza.registry import set_registry
+from cadenza.testing.registry import SandboxRegistry
+from cadenza.testing.pipeline import BUILTINS, TinyPipeline, tiny_spec
+from cadenza.testing.audio import synth_tones
 
 MARKER = "cadenza_builtins"
 
@@ -28,9 +32,6 @@ def cadenza_registry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     process-wide registry (``Cascade.from_spec`` and the in-process CLI use it), and
     ``CADENZA_LOAD_PLUGINS`` is set empty so any other discovery finds nothing either.
     """
-    from cadenza.registry import set_registry
-    from cadenza.testing.registry import SandboxRegistry
-
     monkeypatch.setenv("CADENZA_LOAD_PLUGINS", "")
     monkeypatch.delenv("CADENZA_PLUGINS", raising=False)
     registry = SandboxRegistry()
@@ -69,8 +70,6 @@ def tiny_pipeline(cadenza_registry: Any) -> Any:
     rest are built-in tiny ones, loaded into ``cadenza_registry`` for you. Then
     ``.validate()``, ``.cascade()``, ``.generate(prompt, seconds)`` or ``.write(path)``.
     """
-    from cadenza.testing.pipeline import BUILTINS, TinyPipeline, tiny_spec
-
     def build(**components: Any) -> TinyPipeline:
         cadenza_registry.add_builtins(*BUILTINS)
         return TinyPipeline(tiny_spec(**components), cadenza_registry)
@@ -84,6 +83,4 @@ def _test_audio() -> Any:
 
     Deterministic synthesised tones (see :func:`cadenza.testing.synth_tones`), no files.
     """
-    from cadenza.testing.audio import synth_tones
-
     return synth_tones

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from cadenza.core.spec.validate import check_tree
 
 Component = str | dict[str, Any] | None
 
@@ -85,8 +86,6 @@ class TinyPipeline:
 
     def validate(self) -> Any:
         """The checked :class:`~cadenza.core.spec.validate.ResolvedPipeline`; SpecError lists problems."""
-        from cadenza.core.spec.validate import check_tree
-
         return check_tree(self.spec, self.registry)
 
     def cascade(self, device: str = "cpu") -> Any:

@@ -33,6 +33,8 @@ from cadenza.core.errors import CadenzaError, InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
 from cadenza.core.files.user_text import check_regular_file
 from cadenza.core.prompts import text_problem
+from cadenza.core.steering.melody import read_melody
+from cadenza.core.engine.outputs import build_sidecar, write_outputs
 
 KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "bpm", "name")
 
@@ -282,8 +284,6 @@ def _read_melodies(jobs: list[Job], pipeline: Any, registry: Any,
                    path: Path) -> tuple[list[Job], dict[tuple, Any], list[str]]:
     """Read each melody file once (with its line's source); drop the lines whose melody cannot be
     read or whose pipeline cannot follow one. Returns ``(jobs, {(file, source): Melody}, problems)``."""
-    from cadenza.core.steering.melody import read_melody
-
     melodies: dict[tuple, Any] = {}
     keep, problems = [], []
     unsupported = melody_problem(pipeline)
@@ -316,7 +316,6 @@ def _generate(config: BatchConfig, path: Path, out_dir: Path, todo: list[Job], p
     from tqdm import tqdm
 
     from cadenza.core.engine.cascade import Cascade
-    from cadenza.core.engine.outputs import build_sidecar, write_outputs
 
     cascade = Cascade(pipeline, registry, device=config.device)
     random_slots = cascade.random_components()

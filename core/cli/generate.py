@@ -20,15 +20,15 @@ from cadenza.core.engine.outputs import build_sidecar, check_output, sidecar_pat
 from cadenza.core.engine.limits import check_seconds, check_seed
 from cadenza.core.engine.progress import progress_display
 from cadenza.core.errors import InputError
+from cadenza.core.prompts import check_prompts
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "prompts", None) is not None:
         return run_batch(batch_config_from_args(args))
     from cadenza.core.engine.cascade import Cascade
-    from cadenza.core.prompts import check_prompts
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
 
     for flag, given in (("--out", args.out is not None), ("--resume", args.resume)):
         if given:

@@ -17,6 +17,9 @@ import attrs
 
 from cadenza.core.errors import InputError
 from cadenza.core.files.user_text import check_regular_file
+from cadenza.core.engine.longform import check_window, resolve_window
+from cadenza.core.engine.rerank import check_count
+from cadenza.core.audio.io import load_audio
 
 
 def with_loudness(pipeline: Any, loudness: float | str | None) -> Any:
@@ -41,7 +44,6 @@ def check_long_form(window: float | None, overlap: float | None, output: Any = N
     spec's ``OutputSpec`` once it is loaded (it sets the default window); before, without
     --window, the overlap is only checked for sign: the default window is not known yet."""
     from cadenza.core.steering.beat_grid import check_strength as check_beat
-    from cadenza.core.engine.longform import check_window, resolve_window
     from cadenza.core.steering.piece_memory import check_strength
 
     try:
@@ -72,8 +74,6 @@ def check_tempo(bpm: float | None, beat: float | None) -> float | None:
 
 def check_melody_args(args: argparse.Namespace) -> None:
     """--melody, --melody-source and --rerank problems that need no model (one line each)."""
-    from cadenza.core.engine.rerank import check_count
-
     if args.melody_source is not None and args.melody is None and getattr(args, "prompts", None) is None:
         raise InputError("--melody-source needs --melody FILE")
     if args.melody is not None and args.prime is not None:
@@ -99,8 +99,6 @@ def melody_problem(pipeline) -> str | None:
 
 def load_prime(path: str | Path):
     """``(audio [C, S], rate)`` of a prime file; an unreadable one is a one-line InputError."""
-    from cadenza.core.audio.io import load_audio
-
     return load_audio(path, what="prime audio file")
 
 

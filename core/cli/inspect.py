@@ -8,11 +8,12 @@ import sys
 
 from cadenza.core.cli.messages import problem_lines
 from cadenza.core.errors import CadenzaError, SpecError
+from cadenza.registry import get_registry
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.core.spec.params import converter
 
 
 def _registry():
-    from cadenza.registry import get_registry
-
     return get_registry()
 
 
@@ -24,8 +25,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from cadenza.core.spec.validate import load_pipeline
-
     registry = _registry()
     failed = False
     for spec in args.specs:
@@ -75,8 +74,6 @@ def run_components(args: argparse.Namespace) -> int:
 
 def _params(config: type) -> dict[str, object]:
     import attrs
-
-    from cadenza.core.spec.params import converter
 
     out: dict[str, object] = {}
     for field in attrs.fields(config):

@@ -41,6 +41,7 @@ from cadenza.core.engine.progress import Progress, planned_steps
 from cadenza.core.spec.schema import spec_to_dict
 from cadenza.core.spec.validate import ResolvedComponent, ResolvedPipeline, check_tree, load_pipeline
 from cadenza.registry import get_registry
+from cadenza.core.audio.io import prepare
 
 
 
@@ -330,8 +331,6 @@ class Cascade:
         the prime's audio only.
         """
         import torch
-
-        from cadenza.core.audio.io import prepare
 
         rate = self.sample_rate if rate is None else rate
         if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:

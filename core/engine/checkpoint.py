@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.core.files.atomic import write_folder
 from cadenza.core.errors import WeightsError
+from cadenza.core.spec.params import ParamsError, saved_config
+from cadenza.core.spec.params import unstructure_config
 
 if TYPE_CHECKING:
     import torch
@@ -110,8 +112,6 @@ def build_module(make: Any, config: Any, context: Any, component: str,
     """
     import torch
 
-    from cadenza.core.spec.params import ParamsError, saved_config
-
     state = path = None
     if not context.weights.is_random:
         path = context.weights.local_path()
@@ -134,7 +134,5 @@ def build_module(make: Any, config: Any, context: Any, component: str,
 
 def save_module(module: "torch.nn.Module", folder: str | Path, component: str, **extra: Any) -> Path:
     """Write ``module`` (which has a ``.config``) as a folder :func:`build_module` loads back."""
-    from cadenza.core.spec.params import unstructure_config
-
     config = {"component": component, "config": unstructure_config(module.config), **extra}
     return save_checkpoint(folder, module.state_dict(), config)

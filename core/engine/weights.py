@@ -13,6 +13,8 @@ from typing import Any, Literal
 import attrs
 
 from cadenza.core.errors import WeightsError
+from cadenza.core.files.atomic import atomic_path
+from cadenza.core.engine.checkpoint import read_config
 
 WeightsKind = Literal["random", "path", "hub"]
 
@@ -50,7 +52,6 @@ class Weights:
         """The ``config.json`` beside local weights (checked without loading them), None otherwise."""
         if self.kind != "path" or self.path is None:
             return None
-        from cadenza.core.engine.checkpoint import read_config
 
         return read_config(self.path)
 
@@ -97,8 +98,6 @@ def fetch_url(url: str, dest: Path, what: str) -> Path:
         raise WeightsError(hint + " (offline: HF_HUB_OFFLINE/CADENZA_OFFLINE is set)")
     import shutil
     import urllib.request
-
-    from cadenza.core.files.atomic import atomic_path
 
     try:
         with urllib.request.urlopen(url, timeout=30) as response, atomic_path(dest) as tmp:

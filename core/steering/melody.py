@@ -40,6 +40,8 @@ import attrs
 from cadenza.core.audio.io import resample
 from cadenza.core.errors import InputError
 from cadenza.core.files.user_text import check_regular_file
+from cadenza.core.spec.yaml_source import load_yaml
+from cadenza.core.spec.params import ParamsError, structure_config
 
 if TYPE_CHECKING:
     import torch
@@ -297,8 +299,6 @@ def guided_model(model: Any, bias: torch.Tensor, offset: int = 0) -> Any:
 def parse_source(text: str) -> tuple[str, dict[str, Any]]:
     """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE`` (values read as YAML scalars: ``track=2``,
     ``channel=null``) -> ``(name, params)``, as ``--melody-source`` takes it."""
-    from cadenza.core.spec.yaml_source import load_yaml
-
     name, _, rest = text.partition(":")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -332,8 +332,6 @@ def read_melody(path: str | Path, source: str | None = None, registry: Any = Non
     ``max_seconds`` (the run's duration) is passed on, so a source reads no further than the
     run can follow: a two-hour recording as a 10 s melody is decoded for 10 s only.
     """
-    from cadenza.core.spec.params import ParamsError, structure_config
-
     if registry is None:
         from cadenza.registry import get_registry
 

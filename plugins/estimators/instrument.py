@@ -33,6 +33,11 @@ from cadenza.core.audio.dsp import htk_mel_filters
 from cadenza.core.errors import WeightsError
 from cadenza.core.spec.validators import at_least
 from cadenza.plugins import PACKAGED_WEIGHTS
+from cadenza.core.files.atomic import atomic_path
+from cadenza.core.spec.params import unstructure_config
+from cadenza.core.spec.params import ParamsError, structure_config
+from cadenza.core.engine.checkpoint import load_state_into
+from cadenza.core.audio.io import resample
 
 if TYPE_CHECKING:
     import torch
@@ -152,9 +157,6 @@ def save_classifier(model: "torch.nn.Module", path: str | Path, **training: Any)
     """
     from safetensors.torch import save_file
 
-    from cadenza.core.files.atomic import atomic_path
-    from cadenza.core.spec.params import unstructure_config
-
     metadata = {"component": COMPONENT, "config": json.dumps(unstructure_config(model.config), sort_keys=True),
                 "training": json.dumps(training, sort_keys=True)}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -171,8 +173,6 @@ def resolve_weights(weights: str | Path) -> Path:
 def read_classifier(weights: str | Path) -> tuple[ClassifierConfig, dict[str, "torch.Tensor"], dict[str, Any]]:
     """``(config, state dict, training note)`` of a weights file; every problem is one WeightsError naming it."""
     from safetensors import SafetensorError, safe_open
-
-    from cadenza.core.spec.params import ParamsError, structure_config
 
     path = resolve_weights(weights)
     where = f"{path}" + (" (the packaged instrument classifier)" if path == PACKAGED else "")
@@ -196,8 +196,6 @@ def read_classifier(weights: str | Path) -> tuple[ClassifierConfig, dict[str, "t
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float) -> "torch.nn.Module":
-    from cadenza.core.engine.checkpoint import load_state_into
-
     config, state, _ = read_classifier(path)
     model = build_model(config)
     load_state_into(model, state, path)
@@ -219,8 +217,6 @@ def load_classifier(weights: str | Path = "packaged") -> "torch.nn.Module":
 def probabilities(model: "torch.nn.Module", audio: Any, rate: int) -> "torch.Tensor":
     """Family probabilities ``[len(labels)]`` of one clip ``[C, S]`` or ``[S]`` (torch or numpy) at ``rate``."""
     import torch
-
-    from cadenza.core.audio.io import resample
 
     wave = torch.as_tensor(audio, dtype=torch.float32)
     wave = wave.mean(dim=0) if wave.ndim == 2 else wave

@@ -55,6 +55,9 @@ import numpy as np
 
 from cadenza.core.audio.dsp import htk_mel_filters
 from cadenza.core.audio.loudness import integrated_loudness
+from cadenza.core.errors import WeightsError
+from cadenza.plugins.estimators.instrument import PACKAGED, resolve_weights
+from cadenza.plugins.estimators.instrument import classify
 
 RATE = 22050  # every estimator works at this rate
 UNKNOWN = "unknown"
@@ -538,9 +541,6 @@ class InstrumentModel:
     """
 
     def __init__(self, weights: str, lazy: bool = False):
-        from cadenza.core.errors import WeightsError
-        from cadenza.plugins.estimators.instrument import PACKAGED, resolve_weights
-
         self.path = resolve_weights(weights)
         if not self.path.is_file():
             what = " (the packaged instrument classifier: reinstall Cadenza)" if self.path == PACKAGED else ""
@@ -559,8 +559,6 @@ class InstrumentModel:
 
     def __call__(self, x: np.ndarray, rate: int) -> dict[str, Any]:
         """``{"instrument", "instrument_confidence"}`` of ``[C, S]`` at ``rate``; silence -> unknown / NaN."""
-        from cadenza.plugins.estimators.instrument import classify
-
         mono = np.asarray(x, dtype=np.float64)
         mono = mono.mean(axis=0) if mono.ndim == 2 else mono
         if is_silent(mono, rate):

@@ -27,6 +27,7 @@ from typing import Any
 
 from cadenza.core.errors import InputError
 from cadenza.plugins.estimators.model import UNKNOWN, as_batch, pitch_class
+from cadenza.plugins.estimators import AttributesConfig
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 
@@ -112,6 +113,5 @@ class AdherenceMetric:
 
 def build_adherence(config: Any, context: Any = None) -> AdherenceMetric:
     from cadenza.plugins.estimators.model import build_attributes
-    from cadenza.plugins.estimators import AttributesConfig
 
     return AdherenceMetric(config, build_attributes(AttributesConfig(sample_rate=config.sample_rate)))

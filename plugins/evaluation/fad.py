@@ -34,6 +34,8 @@ import torch
 from cadenza.core.audio.dsp import mel_spectrogram
 from cadenza.core.audio.io import resample
 from cadenza.core.errors import InputError
+from cadenza.core.components import BuildContext
+from cadenza.core.engine.weights import parse_weights
 
 MEL_RATE = 16000
 MEL_BANDS = 64
@@ -109,9 +111,6 @@ class ComponentEmbedding:
 
 def component_embedding(spec: str, registry: Any = None) -> ComponentEmbedding:
     """``KIND:NAME[@WEIGHTS]`` -> that component, built with its default params."""
-    from cadenza.core.components import BuildContext
-    from cadenza.core.engine.weights import parse_weights
-
     kind, sep, rest = spec.partition(":")
     name, _, weights = rest.partition("@")
     if not sep or not name:

@@ -26,6 +26,8 @@ from torch.nn import functional as F
 
 from cadenza.core.errors import InputError
 from cadenza.core.steering.melody import Melody, Note, notes_from_contour
+from cadenza.core.audio.io import resample
+from cadenza.core.audio.io import load_audio
 
 MELODY_NAMES = ("melody", "lead", "vocal", "voice", "solo", "tune")
 DRUM_CHANNEL = 9  # 0-based: General MIDI channel 10
@@ -173,8 +175,6 @@ def yin(audio: torch.Tensor, sample_rate: int, fmin: float = 60.0, fmax: float =
     Frame ``t`` is the window starting at hop ``t`` (so its centre is ~32 ms later); the
     contour is shifted by half a window so that frame ``t`` describes time ``t / frame_rate``.
     """
-    from cadenza.core.audio.io import resample
-
     x = resample(audio.float().reshape(1, -1), sample_rate, TRACK_RATE)[0].double()
     tau_min = max(2, math.floor(TRACK_RATE / fmax))
     tau_max = min(TRACK_WINDOW - 1, math.ceil(TRACK_RATE / fmin))
@@ -240,8 +240,6 @@ class AudioMelodySource:
         return yin(audio.float().mean(0), sample_rate, cfg.fmin, cfg.fmax, cfg.threshold, cfg.silence_db)
 
     def __call__(self, path: str, max_seconds: float | None = None) -> Melody:
-        from cadenza.core.audio.io import load_audio
-
         audio, rate = load_audio(Path(path), max_seconds, what="melody file")
         pitch, frame_rate = self.contour(audio, rate)
         notes = notes_from_contour(pitch.tolist(), frame_rate, self.config.min_note_seconds)

@@ -28,6 +28,7 @@ from cadenza.core.hookspecs import hookimpl
 from cadenza.plugins import PACKAGED_WEIGHTS
 from cadenza.core.types import TokenizerInfo
 from cadenza.core.spec.validators import at_least, non_negative
+from cadenza.core.spec.params import ParamsError, structure_config
 
 SPECTRAL_CODEC = "spectral-codec"
 PACKAGED = "packaged"
@@ -133,8 +134,6 @@ def weights_file(weights) -> Path | None:
 def file_config(path: Path) -> SpectralCodecConfig:
     """The config stored in a codebook file's metadata (read from its header; no tensors loaded)."""
     from safetensors import SafetensorError, safe_open
-
-    from cadenza.core.spec.params import ParamsError, structure_config
 
     try:
         with safe_open(str(path), framework="numpy") as handle:

@@ -21,7 +21,7 @@ PACKAGES = {"cadenza.core": "core", "cadenza.registry": "registry", "cadenza.plu
             "cadenza.testing": "testing"}
 ENGINE_SIDE = ("engine", "spec", "steering", "audio", "files", "quantize", "components", "hookspecs", "types",
                "layout", "errors", "prompts")
-MAX_FUNCTION_IMPORTS = 131
+MAX_FUNCTION_IMPORTS = 35
 
 
 def modules() -> dict[str, Path]:

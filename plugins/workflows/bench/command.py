@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from cadenza.core.errors import InputError
+from cadenza.plugins.workflows.bench.matrix import load_matrix
+from cadenza.plugins.workflows.bench.run import parse_shard, run_matrix, shard_device
+from cadenza.registry import get_registry
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -29,10 +32,6 @@ def _list(matrix) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cadenza.plugins.workflows.bench.matrix import load_matrix
-    from cadenza.plugins.workflows.bench.run import parse_shard, run_matrix, shard_device
-    from cadenza.registry import get_registry
-
     matrix = load_matrix(args.matrix, get_registry())
     if getattr(args, "list", False):
         return _list(matrix)

@@ -25,6 +25,9 @@ import attrs
 
 from cadenza.core.errors import CadenzaError, InputError, SpecError
 from cadenza.core.spec.yaml_source import line_of, load_yaml_file
+from cadenza.core.spec.validate import resolve_source
+from cadenza.core.spec.validate import check_tree
+from cadenza.core.spec.params import ParamsError, structure_config
 
 TOP_KEYS = ("name", "description", "base", "vary", "combinations", "prompts", "references", "seeds", "seconds",
             "batch_size", "warmup", "threads", "metrics")
@@ -142,8 +145,6 @@ class _Problems:
 
 def load_matrix(path: str | Path, registry: Any) -> Matrix:
     """Read and check a matrix file, expand its combinations and check each with the validator."""
-    from cadenza.core.spec.validate import resolve_source
-
     path = Path(path)
     tree = load_yaml_file(path)
     problems = _Problems(tree, path)
@@ -323,8 +324,6 @@ def apply_overrides(base: dict, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _combination(label: str, values: dict[str, Any], base: dict, base_path: Path, registry: Any) -> Combination:
-    from cadenza.core.spec.validate import check_tree
-
     recorded = {k: (None if v is REMOVE else v) for k, v in values.items()}
     tree = apply_overrides(base, values)
     slug = _SLUG.sub("-", label).strip("-")[:60] or "combination"
@@ -461,8 +460,6 @@ def _references(tree: dict, path: Path, prompts: list[Prompt], problems: _Proble
 
 def _check_metrics(metrics: tuple[MetricSpec, ...], registry: Any, problems: _Problems) -> None:
     """Each metric is installed and its params fit its config (checked before any run starts)."""
-    from cadenza.core.spec.params import ParamsError, structure_config
-
     for i, metric in enumerate(metrics):
         try:
             structure_config(registry.get("metric", metric.name).config, metric.params)

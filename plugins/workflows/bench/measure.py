@@ -26,6 +26,13 @@ from typing import Any
 
 from cadenza.plugins.workflows.bench.matrix import relative_paths
 from cadenza.core.errors import CadenzaError, InputError
+from cadenza.core.spec.validate import check_tree
+from cadenza.registry import get_registry
+from cadenza.core.components import BuildContext
+from cadenza.core.spec.params import structure_config
+from cadenza.core.audio.io import load_audio
+from cadenza.core.audio.io import prepare
+from cadenza.core.audio.io import resample
 
 WARMUP_SECONDS = 0.5  # the untimed first generation: long enough to touch every stage and the decoder
 
@@ -68,8 +75,6 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from cadenza.core.engine.cascade import Cascade
-    from cadenza.core.spec.validate import check_tree
-    from cadenza.registry import get_registry
 
     settings, device = job["settings"], job["device"]
     if job.get("threads"):
@@ -113,9 +118,6 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
 
 def _build_metrics(specs: list[dict[str, Any]], registry: Any, device: str) -> list[tuple[dict, Any]]:
     """(spec, built metric) pairs; a metric that cannot be built (missing weights) is kept as its error."""
-    from cadenza.core.components import BuildContext
-    from cadenza.core.spec.params import structure_config
-
     built = []
     for spec in specs:
         entry = registry.get("metric", spec["name"])
@@ -178,8 +180,6 @@ def _generate(cascade: Any, prompts: list[dict], settings: dict, seconds: float)
 
 def _load_reference(path: str, seconds: float) -> tuple[Any, int]:
     """A reference recording ``[C, S]`` at its own rate, cut to the generated length."""
-    from cadenza.core.audio.io import load_audio
-
     audio, rate = load_audio(path)
     return audio[:, : round(seconds * rate)], rate
 
@@ -187,8 +187,6 @@ def _load_reference(path: str, seconds: float) -> tuple[Any, int]:
 def _codec_round_trip(cascade: Any, prompts: list[dict], references: list, paths: list[str]) -> tuple[list, dict]:
     """Each reference encoded and decoded by the tokenizer: (inputs, reconstruction [C, S]) pairs."""
     import torch
-
-    from cadenza.core.audio.io import prepare
 
     if not references:
         return [], {}
@@ -274,8 +272,6 @@ def _clip_metric(metric: Any, pairs: list, rate: int, conditioner: Any) -> dict[
 
 
 def _set_metric(metric: Any, audio: list, rate: int, references: list, conditioner: Any) -> dict[str, float]:
-    from cadenza.core.audio.io import resample
-
     inputs: dict[str, Any] = {"conditioner": conditioner}
     if references:
         ref_rate = references[0][1]

@@ -29,6 +29,7 @@ from cadenza.core.files.json_lines import read_objects
 from cadenza.core.files.user_text import MiB
 from cadenza.plugins.workflows.bench.matrix import Combination, Matrix
 from cadenza.core.errors import InputError
+from cadenza.plugins.workflows.bench.measure import measure
 
 MAX_RESULTS_BYTES = 256 * MiB  # a results file holds one short row per clip and metric
 
@@ -156,8 +157,6 @@ def _job(combo: Combination, matrix: Matrix, device: str, threads: int, fingerpr
 
 def _child(job: dict[str, Any], conn: Any) -> None:
     """Worker process body: measure, send the row, exit (the process is never reused)."""
-    from cadenza.plugins.workflows.bench.measure import measure
-
     try:
         conn.send(measure(job))
     finally:

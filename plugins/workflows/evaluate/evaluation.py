@@ -17,6 +17,8 @@ from cadenza.core.files.atomic import write_text
 from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.evaluate import runner as ev
 from cadenza.plugins.workflows.evaluate.config import EvaluateConfig
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
 
 
 def _settings_guard(out: Path, settings: dict, resume: bool) -> None:
@@ -52,8 +54,6 @@ def evaluate(config: EvaluateConfig) -> int:
     seconds = config.seconds if config.seconds is not None else ev.default_seconds(prompts)
     settings = {"pipeline": str(config.pipeline), "prompts": str(prompts_file.resolve()), "limit": config.limit,
                 "seeds": config.seeds, "seconds": seconds, "fad_embedding": config.fad_embedding}
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
 
     registry = get_registry()
     pipeline = load_pipeline(config.pipeline, registry)  # a bad spec fails here, before anything is written

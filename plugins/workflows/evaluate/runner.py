@@ -34,6 +34,7 @@ from cadenza.core.files.atomic import write_text
 from cadenza.core.errors import InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
 from cadenza.plugins.workflows.evaluate.config import EvaluateConfig
+from cadenza.core.audio.io import load_audio, resample
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 # Uniform chance of matching by guessing: 1 / number of values each attribute can take.
@@ -156,8 +157,6 @@ def score_files(items: list[tuple[str, Path, LabelledPrompt]], path: Path, metri
     """
     from tqdm import tqdm
 
-    from cadenza.core.audio.io import load_audio
-
     scores = _read_scores(path)
     todo = [item for item in items if item[0] not in scores]
     for name, audio_path, prompt in tqdm(todo, desc=label, unit="clip", disable=quiet or not todo, file=sys.stderr):
@@ -226,8 +225,6 @@ def fad_embedding_metric(choice: str, pipeline: str, registry: Any) -> tuple[Any
 
 def compute_fad(choice: str, pipeline: str, registry: Any, generated: list[Path], references: list[Path]) -> dict:
     """FAD of the generated clips against the reference clips, with how many embeddings each side had."""
-    from cadenza.core.audio.io import load_audio, resample
-
     metric, conditioner = fad_embedding_metric(choice, pipeline, registry)
     clips = [load_audio(p) for p in generated]
     refs = [load_audio(p) for p in references]

@@ -25,6 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.core.errors import InputError
+from cadenza.core.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from cadenza.core.engine.checkpoint import read_config
+from cadenza.core.errors import WeightsError
+from cadenza.core.layout import StageLayout
+from cadenza.core.errors import CadenzaError
+from cadenza.core.engine.weights import parse_weights
+from cadenza.core.files.atomic import write_folder
+from cadenza.core.files.atomic import write_text
+from cadenza.core.spec.schema import spec_to_dict
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
+from cadenza.core.engine.longform import default_window
+from cadenza.plugins.workflows.train.trainer import RUN_FILE
 
 WEIGHTS_DIR = "weights"
 SPEC_FILE = "pipeline.yaml"
@@ -50,8 +63,6 @@ def _safe(name: str) -> str:
 
 
 def _export_of(name: str, run: Path) -> Path:
-    from cadenza.core.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
     export = run / "export"
     if not run.is_dir():
         raise InputError(f"--run {name}={run}: no such run folder")
@@ -62,10 +73,6 @@ def _export_of(name: str, run: Path) -> Path:
 
 
 def _check_stage_export(name: str, run: Path, export: Path, stage: Any) -> None:
-    from cadenza.core.engine.checkpoint import read_config
-    from cadenza.core.errors import WeightsError
-    from cadenza.core.layout import StageLayout
-
     try:
         saved = read_config(export)
     except WeightsError as exc:
@@ -85,9 +92,6 @@ def _check_stage_export(name: str, run: Path, export: Path, stage: Any) -> None:
 
 
 def _check_conditioner_export(name: str, run: Path, export: Path, conditioner: Any) -> None:
-    from cadenza.core.engine.checkpoint import read_config
-    from cadenza.core.errors import WeightsError
-
     try:
         saved = read_config(export)
     except WeightsError as exc:
@@ -99,9 +103,6 @@ def _check_conditioner_export(name: str, run: Path, export: Path, conditioner: A
 
 def _absolute_local_weights(data: dict[str, Any], base: Path | None) -> None:
     """Local weights paths of the original spec, made absolute (the new spec lives elsewhere)."""
-    from cadenza.core.errors import CadenzaError
-    from cadenza.core.engine.weights import parse_weights
-
     def fix(node: dict[str, Any]) -> None:
         value = node.get("weights")
         if not isinstance(value, str):
@@ -121,8 +122,6 @@ def _absolute_local_weights(data: dict[str, Any], base: Path | None) -> None:
 
 
 def _copy_folder(source: Path, dest: Path) -> None:
-    from cadenza.core.files.atomic import write_folder
-
     def fill(tmp: Path) -> None:
         for item in source.iterdir():
             if item.is_file():
@@ -135,10 +134,6 @@ def _copy_folder(source: Path, dest: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import yaml
-    from cadenza.core.files.atomic import write_text
-    from cadenza.core.spec.schema import spec_to_dict
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
 
     registry = get_registry()
     pipeline = load_pipeline(args.pipeline, registry)
@@ -192,9 +187,6 @@ def _window_note(output: Any, stage_runs: list[tuple[str, Path]]) -> str | None:
     """A note when the spec sets no window and a stage was trained on shorter crops than the one
     pass it will be asked for: past its crop length a stage meets positions it never saw, and its
     music stills (docs/generation.md). A window the spec sets is its author's choice."""
-    from cadenza.core.engine.longform import default_window
-    from cadenza.plugins.workflows.train.trainer import RUN_FILE
-
     if output.window is not None:
         return None
     crops = {}

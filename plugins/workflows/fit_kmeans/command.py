@@ -24,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.core.errors import CadenzaError, InputError
+from cadenza.core.components import BuildContext
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
+from cadenza.core.audio.io import load_audio
+from cadenza.core.files.atomic import atomic_path
 
 CHUNK_SECONDS = 30.0  # long files are encoded in pieces: attention cost grows with length squared
 EXTRA_EXTENSIONS = {"aif", "oga", "opus"}  # read by libsndfile under another format's name
@@ -92,10 +97,6 @@ def _check_args(args: Any) -> None:
 
 
 def _build_tokenizer(args: Any) -> tuple[Any, Any]:
-    from cadenza.core.components import BuildContext
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
-
     component = _component(args)
     pipeline = load_pipeline(args.pipeline, get_registry())
     resolved = getattr(pipeline, component)
@@ -174,8 +175,6 @@ def _extract(tokenizer: Any, files: list[Path], reservoir: Reservoir, quiet: boo
     import torch
     from tqdm import tqdm
 
-    from cadenza.core.audio.io import load_audio
-
     skipped = []
     for path in tqdm(files, desc="features", unit="file", file=sys.stderr, disable=True if quiet else None, leave=False):
         try:
@@ -222,7 +221,6 @@ def run(args: Any) -> int:
 
     from safetensors.torch import save_file
 
-    from cadenza.core.files.atomic import atomic_path
     from cadenza.core.quantize.kmeans import fit_kmeans
 
     reservoir = Reservoir(args.max_frames, args.seed)

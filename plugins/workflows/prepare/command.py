@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+from cadenza.plugins.workflows.prepare.prepare import prepare_cache
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
 
 SHOWN_SKIPS = 5  # the stderr line names this many skipped files; report.json lists them all
 
 
 def run(args: Any) -> int:
-    from cadenza.plugins.workflows.prepare.prepare import prepare_cache
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
-
     registry = get_registry()
     pipeline = load_pipeline(args.pipeline, registry)
     summary = prepare_cache(pipeline, registry, args.data, args.out, clip_seconds=args.clip_seconds,

@@ -71,6 +71,9 @@ from cadenza.core.audio.io import load_audio, prepare
 from cadenza.plugins.workflows.data_sources import Item, list_items, split_of
 from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.prepare.token_cache import INDEX, REPORT, CacheWriter, cache_header, code_dtype
+from cadenza.core.components import BuildContext
+from cadenza.core.files.atomic import write_text
+from cadenza.core.spec.validate import check_tree, load_pipeline
 
 MIN_SECONDS = 1.0  # a file shorter than one clip still gives one clip from this long (or half a clip)
 SETTINGS = "prepare.json"  # header + plan digest of the run that started the folder (resume check)
@@ -161,8 +164,6 @@ def plan_digest(plans: list[FilePlan]) -> str:
 
 def build_component(component: Any, device: str) -> Any:
     """Build one resolved component the way :class:`~cadenza.core.engine.cascade.Cascade` does."""
-    from cadenza.core.components import BuildContext
-
     context = BuildContext(weights=component.weights or BuildContext().weights, device=device)
     return component.entry.build(component.config, context)
 
@@ -364,9 +365,6 @@ def prepare_cache(pipeline: Any, registry: Any, source: str | Path, out: str | P
 
     import torch
     from tqdm import tqdm
-
-    from cadenza.core.files.atomic import write_text
-    from cadenza.core.spec.validate import check_tree, load_pipeline
 
     started = time.perf_counter()
     _check(clip_seconds, valid_fraction, shard_size, batch_size, workers)

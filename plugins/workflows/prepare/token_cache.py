@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.core.files.atomic import write_text
 from cadenza.core.errors import InputError
+from cadenza.core.spec.schema import spec_to_dict
+from cadenza.core.files.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +49,6 @@ def cache_header(pipeline: Any, clip_seconds: float | None = None, **extra: Any)
 
     ``extra`` (e.g. prepare's shard_size and valid_fraction) is stored beside it.
     """
-    from cadenza.core.spec.schema import spec_to_dict
-
     tok = pipeline.tokenizer.info
     streams: dict[str, Any] = {"acoustic": {
         "sample_rate": tok.sample_rate, "channels": tok.channels, "frame_rate": tok.frame_rate,
@@ -98,8 +98,6 @@ class CacheWriter:
     def write_shard(self, shard: int, clips: list[tuple[dict[str, Any], dict[str, "torch.Tensor"]]]) -> None:
         """Write ``[(record, tensors), ...]``; the tensors file first, the records last (the marker)."""
         from safetensors.torch import save_file
-
-        from cadenza.core.files.atomic import atomic_path
 
         stem = self.folder / shard_name(shard)
         tensors = {f"{row}/{key}": value.detach().cpu().clone()  # own memory: safetensors refuses shared

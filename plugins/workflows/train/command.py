@@ -15,6 +15,7 @@ import argparse
 
 from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.train.config import config_from_args
+from cadenza.plugins.workflows.train.trainer import train
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +33,6 @@ def run(args: argparse.Namespace) -> int:
         from cadenza.plugins.workflows.train.mulan import train_mulan
 
         return int(train_mulan(config_from_args(args)) or 0)
-    from cadenza.plugins.workflows.train.trainer import train
 
     train(config_from_args(args))
     return 0

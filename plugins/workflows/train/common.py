@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.train.run_checkpoints import read_checkpoint
+from cadenza.core.audio.io import prepare
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +59,6 @@ def read_crop(clip: Any, rate: int, samples: int, rng: Any = None) -> "torch.Ten
     the end."""
     import soundfile
     import torch
-
-    from cadenza.core.audio.io import prepare
 
     span = math.ceil(samples * clip.rate / rate)  # the crop, in the file's own samples
     start = 0

@@ -67,6 +67,12 @@ from cadenza.plugins.workflows.train.common import (
 )
 from cadenza.plugins.workflows.train.ema import averaged_weights, load_ema, make_ema
 from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
+from cadenza.plugins.workflows.data_sources import list_items, split_of
+from cadenza.plugins.estimators.instrument import ClassifierConfig, build_model
+from cadenza.core.engine.checkpoint import load_state_into
+from cadenza.core.spec.params import unstructure_config
+from cadenza.core.files.atomic import write_text
+from cadenza.plugins.estimators.instrument import save_classifier
 
 if TYPE_CHECKING:
     import torch
@@ -151,8 +157,6 @@ def manifest_of(source: str | Path) -> Path:
 def read_corpus(source: str | Path, labels: tuple[str, ...]) -> CorpusData:
     """The labelled, readable items of ``source``, split into train and valid (test items set aside)."""
     import soundfile
-
-    from cadenza.plugins.workflows.data_sources import list_items, split_of
 
     manifest = manifest_of(source)
     items = list_items(manifest)
@@ -276,8 +280,6 @@ class _Log(RunLog):
 
 def train_instrument(config: InstrumentTrainConfig) -> int:
     """Train the instrument-family classifier and export its (EMA) weights (module doc)."""
-    from cadenza.plugins.estimators.instrument import ClassifierConfig, build_model
-
     model_config = ClassifierConfig(seed=config.seed)  # the default architecture; the seed initialises it
     run = Path(config.out)
     data = read_corpus(config.data, model_config.labels)
@@ -285,9 +287,6 @@ def train_instrument(config: InstrumentTrainConfig) -> int:
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-
-    from cadenza.core.engine.checkpoint import load_state_into
-    from cadenza.core.spec.params import unstructure_config
 
     accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
@@ -461,10 +460,6 @@ def train_instrument(config: InstrumentTrainConfig) -> int:
 def _finish(model: Any, ema: "AveragedModel | None", data: CorpusData, valid_set: CropDataset | None, config: InstrumentTrainConfig, run: Path,
             device: Any, log: _Log, step: int, elapsed: float) -> None:
     """Load the EMA weights, validate them, export the weights file and write the summaries."""
-    from cadenza.core.files.atomic import write_text
-    from cadenza.core.spec.params import unstructure_config
-    from cadenza.plugins.estimators.instrument import save_classifier
-
     if ema is not None:
         model.load_state_dict(averaged_weights(ema))
     model.eval()

@@ -82,6 +82,13 @@ from cadenza.plugins.workflows.train.common import (
 from cadenza.plugins.workflows.train.common import spread as _spread
 from cadenza.plugins.workflows.train.ema import averaged_weights, load_ema, make_ema
 from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
+from cadenza.plugins.workflows.data_sources import list_items, split_of
+from cadenza.core.components import BuildContext
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
+from cadenza.core.engine.checkpoint import load_state_into
+from cadenza.core.spec.params import unstructure_config
+from cadenza.core.files.atomic import write_text
 
 if TYPE_CHECKING:
     import torch
@@ -154,8 +161,6 @@ def read_data(source: str | Path, valid_fraction: float = VALID_FRACTION) -> Dat
     No usable item at all is one InputError (a folder of audio has no captions: use a manifest).
     """
     import soundfile
-
-    from cadenza.plugins.workflows.data_sources import list_items, split_of
 
     items = list_items(source)
     train, valid, unreadable, no_caption = [], [], [], 0
@@ -362,10 +367,6 @@ def evaluate(mulan: Any, dataset: ClipDataset, batch_size: int, device: Any) -> 
 
 def build_mulan(pipeline_source: str, registry: Any = None) -> tuple[Any, Any]:
     """``(resolved conditioner, model)`` of a spec whose conditioner is ``mulan`` (random init or its weights)."""
-    from cadenza.core.components import BuildContext
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
-
     pipeline = load_pipeline(pipeline_source, registry or get_registry())
     resolved = pipeline.conditioner
     if resolved is None or resolved.entry.name != "mulan":
@@ -408,9 +409,6 @@ def train_mulan(config: MulanTrainConfig) -> int:
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-
-    from cadenza.core.engine.checkpoint import load_state_into
-    from cadenza.core.spec.params import unstructure_config
 
     accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
@@ -563,8 +561,6 @@ def train_mulan(config: MulanTrainConfig) -> int:
 def _finish(mulan: Any, ema: "AveragedModel | None", report: DataReport, train_set: ClipDataset, valid_set: ClipDataset | None,
             config: MulanTrainConfig, run: Path, device: Any, log: _Log, step: int) -> None:
     """Load the EMA weights, fit the RVQ on audio embeddings of training crops, export, summarise."""
-    from cadenza.core.files.atomic import write_text
-
     if ema is not None:
         mulan.load_state_dict(averaged_weights(ema))
     mulan.eval()

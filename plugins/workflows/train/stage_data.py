@@ -33,6 +33,10 @@ import attrs
 
 from cadenza.core.errors import InputError
 from cadenza.core.layout import StageLayout, StreamSlice
+from cadenza.plugins.workflows.prepare.token_cache import shard_name
+from cadenza.core.spec.schema import spec_to_dict
+from cadenza.core.types import Conditioning
+from cadenza.core.components import StageRequest
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +92,6 @@ class ClipMeta:
 
 def clip_metadata(cache: TokenCache) -> list[ClipMeta]:
     """Shapes of every clip's tensors, read from the safetensors headers only (cheap)."""
-    from cadenza.plugins.workflows.prepare.token_cache import shard_name
     from safetensors import safe_open
 
     shapes: dict[int, dict[str, list[int]]] = {}
@@ -174,8 +177,6 @@ def _conditioning_problems(header: dict[str, Any], layout: StageLayout) -> list[
 
 def _component_warnings(header: dict[str, Any], pipeline: ResolvedPipeline, slots: list[str]) -> list[str]:
     """Components the cache was made with that differ from the spec's (same shapes, other tokens?)."""
-    from cadenza.core.spec.schema import spec_to_dict
-
     made_with = header.get("spec")
     if not isinstance(made_with, dict):
         return []
@@ -376,7 +377,6 @@ def _filler(info: Any) -> torch.Tensor:
 
 def _stack(kind: str, values: list[torch.Tensor], masks: list[Any]) -> Any:
     import torch
-    from cadenza.core.types import Conditioning
 
     if kind == "tokens":
         return Conditioning("tokens", torch.stack([v.long().reshape(-1) for v in values]))
@@ -395,9 +395,6 @@ def _stack(kind: str, values: list[torch.Tensor], masks: list[Any]) -> Any:
 
 def to_request(batch: dict[str, Any], device: Any) -> tuple[Any, torch.Tensor]:
     """``(StageRequest, written)`` on ``device`` from a collated batch."""
-    from cadenza.core.components import StageRequest
-    from cadenza.core.types import Conditioning
-
     cond = batch["conditioning"]
     if cond is not None:
         cond = Conditioning(cond.kind, cond.values.to(device),

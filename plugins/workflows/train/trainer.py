@@ -70,6 +70,17 @@ from cadenza.plugins.workflows.train.schedule import lr_factor
 from cadenza.plugins.workflows.train.config import TrainConfig
 from cadenza.plugins.workflows.train.ema import load_ema, make_ema
 from cadenza.plugins.workflows.train.loop import Optimisation, StepResult, Task, make_accelerator, run_steps
+from cadenza.core.spec.schema import spec_to_dict
+from cadenza.plugins.workflows.train.stage_data import check_cache
+from cadenza.plugins.workflows.prepare.token_cache import TokenCache
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
+from cadenza.core.components import BuildContext
+from cadenza.core.spec.params import unstructure_config
+from cadenza.core.engine.checkpoint import load_state_into, save_checkpoint
+from cadenza.plugins.workflows.train.stage_data import StageDataset, StreamBatches, cache_fingerprint, to_request, valid_batches
+from cadenza.core.layout import StageLayout
+from cadenza.plugins.workflows.train.stage_data import collate
 
 EXPORT = "export"
 RUN_FILE = "run.json"
@@ -99,12 +110,6 @@ class Setup:
 
 def setup(config: TrainConfig) -> Setup:
     """Load the spec and check the stage and its cache (the config checked its own values when made)."""
-    from cadenza.core.spec.schema import spec_to_dict
-    from cadenza.plugins.workflows.train.stage_data import check_cache
-    from cadenza.plugins.workflows.prepare.token_cache import TokenCache
-    from cadenza.core.spec.validate import load_pipeline
-    from cadenza.registry import get_registry
-
     pipeline = load_pipeline(config.pipeline, get_registry())
     names = [s.spec.name for s in pipeline.stages]
     if config.stage not in names:
@@ -118,16 +123,12 @@ def setup(config: TrainConfig) -> Setup:
 
 def build_stage(stage: Any) -> Any:
     """The stage model through its registry entry: random init or the stage's ``weights:`` (fine-tuning)."""
-    from cadenza.core.components import BuildContext
-
     context = BuildContext(weights=stage.model.weights or BuildContext().weights, device="cpu", layout=stage.layout)
     return stage.model.entry.build(stage.model.config, context).train()
 
 
 def model_config(stage: Any, module: Any) -> dict[str, Any]:
     """The ``config.json`` of a checkpoint: loadable by the component's factory (``build_module``)."""
-    from cadenza.core.spec.params import unstructure_config
-
     config = getattr(module, "config", stage.model.config)
     return {"component": stage.model.entry.name, "config": unstructure_config(config), "layout": stage.layout.to_dict()}
 
@@ -163,15 +164,6 @@ def train(config: TrainConfig, on_step: StepHook | None = None) -> dict[str, Any
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-
-    from cadenza.core.engine.checkpoint import load_state_into, save_checkpoint
-    from cadenza.plugins.workflows.train.stage_data import (
-        StageDataset,
-        StreamBatches,
-        cache_fingerprint,
-        to_request,
-        valid_batches,
-    )
 
     s = setup(config)
     run = Path(config.out)
@@ -384,8 +376,6 @@ class _Collate:
         self.layout = layout
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        from cadenza.plugins.workflows.train.stage_data import collate
-
         return collate(items, self.layout)
 
 
@@ -433,7 +423,6 @@ def _check_resumable(state: dict[str, Any], s: Setup, train_args: dict[str, Any]
     where = f"cannot resume from {folder}"
     if state.get("stage") != s.stage.spec.name:
         raise InputError(f"{where}: it trains stage {state.get('stage')!r}, not {s.stage.spec.name!r}")
-    from cadenza.core.layout import StageLayout
 
     try:
         saved = StageLayout.from_dict(state["layout"])

@@ -35,6 +35,10 @@ from cadenza.core.files.user_text import check_regular_file
 from cadenza.core.prompts import text_problem
 from cadenza.core.steering.melody import read_melody
 from cadenza.core.engine.outputs import build_sidecar, write_outputs
+from cadenza.core.spec.validate import load_pipeline
+from cadenza.registry import get_registry
+from cadenza.core.engine.rerank import build_scorer
+from cadenza.core.engine.rerank import rerank
 
 KEYS = ("prompt", "seed", "seconds", "prime", "melody", "melody_source", "bpm", "name")
 
@@ -230,9 +234,6 @@ def _run_batch(config: BatchConfig, out_dir: Path, started: float) -> int:
     todo = [j for j in jobs if j not in skipped]
     done, bad = 0, len(problems)
     if todo:
-        from cadenza.core.spec.validate import load_pipeline
-        from cadenza.registry import get_registry
-
         registry = get_registry()
         pipeline = with_loudness(load_pipeline(config.pipeline, registry), config.loudness)
         check_long_form(config.window, config.overlap, pipeline.spec.output)
@@ -324,8 +325,6 @@ def _generate(config: BatchConfig, path: Path, out_dir: Path, todo: list[Job], p
               f"{', '.join(random_slots)}: expect noise, not music.", file=sys.stderr)
     scorer = None
     if config.rerank > 1:
-        from cadenza.core.engine.rerank import build_scorer
-
         scorer = build_scorer(config.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
     melodies = melodies or {}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -367,8 +366,6 @@ def _generate(config: BatchConfig, path: Path, out_dir: Path, todo: list[Job], p
 
             seeds = [j.seed for j in chunk]
             if scorer is not None:
-                from cadenza.core.engine.rerank import rerank
-
                 generation, report = rerank(generate, [j.prompt for j in chunk], seeds, config.rerank, scorer)
             else:
                 generation, report = generate(seeds), None

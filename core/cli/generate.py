@@ -23,6 +23,8 @@ from cadenza.core.errors import InputError
 from cadenza.core.prompts import check_prompts
 from cadenza.core.spec.validate import load_pipeline
 from cadenza.registry import get_registry
+from cadenza.core.steering.melody import read_melody
+from cadenza.core.engine.rerank import build_scorer, rerank
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     check_long_form(args.window, args.overlap, pipeline.spec.output)
     melody = None
     if args.melody is not None:
-        from cadenza.core.steering.melody import read_melody
-
         problem = melody_problem(pipeline)
         if problem:
             raise InputError(f"--melody: {problem}")
@@ -76,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
     extra = {}
     if args.rerank > 1:
-        from cadenza.core.engine.rerank import build_scorer, rerank
-
         scorer = build_scorer(args.rerank_metric, registry, cascade.conditioner, cascade.sample_rate)
         generation, report = rerank(generate, [args.prompt], [args.seed], args.rerank, scorer)
         extra["rerank"] = {"seed": args.seed, **report[0]}

@@ -42,6 +42,7 @@ from cadenza.core.errors import InputError
 from cadenza.core.files.user_text import check_regular_file
 from cadenza.core.spec.yaml_source import load_yaml
 from cadenza.core.spec.params import ParamsError, structure_config
+from cadenza.registry import get_registry
 
 if TYPE_CHECKING:
     import torch
@@ -333,8 +334,6 @@ def read_melody(path: str | Path, source: str | None = None, registry: Any = Non
     run can follow: a two-hour recording as a 10 s melody is decoded for 10 s only.
     """
     if registry is None:
-        from cadenza.registry import get_registry
-
         registry = get_registry()
     name, params = parse_source(source) if source is not None else (None, {})
     check_regular_file(path, "melody file")

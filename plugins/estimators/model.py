@@ -58,6 +58,7 @@ from cadenza.core.audio.loudness import integrated_loudness
 from cadenza.core.errors import WeightsError
 from cadenza.plugins.estimators.instrument import PACKAGED, resolve_weights
 from cadenza.plugins.estimators.instrument import classify
+from cadenza.plugins.estimators.instrument import load_classifier
 
 RATE = 22050  # every estimator works at this rate
 UNKNOWN = "unknown"
@@ -552,8 +553,6 @@ class InstrumentModel:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from cadenza.plugins.estimators.instrument import load_classifier
-
             self._model = load_classifier(self.path)
         return self._model
 

@@ -36,6 +36,7 @@ from cadenza.core.audio.io import resample
 from cadenza.core.errors import InputError
 from cadenza.core.components import BuildContext
 from cadenza.core.engine.weights import parse_weights
+from cadenza.registry import get_registry
 
 MEL_RATE = 16000
 MEL_BANDS = 64
@@ -116,8 +117,6 @@ def component_embedding(spec: str, registry: Any = None) -> ComponentEmbedding:
     if not sep or not name:
         raise InputError(f"FAD embedding {spec!r}: expected 'mel-stats', 'conditioner' or KIND:NAME[@WEIGHTS]")
     if registry is None:
-        from cadenza.registry import get_registry
-
         registry = get_registry()
     entry = registry.get(kind, name)
     context = BuildContext(weights=parse_weights(weights or entry.default_weights))

@@ -24,6 +24,7 @@ import torch
 
 from cadenza.core.errors import InputError
 from cadenza.core.audio.dsp import mel_spectrogram
+from cadenza.core.audio.io import resample
 
 WINDOW_SECONDS = (0.0232, 0.0464, 0.0929)  # 512 / 1024 / 2048 samples at 22.05 kHz
 N_MELS = 80
@@ -101,8 +102,6 @@ class ReferenceMetric:
 
     def _one(self, clip: Any, ref: Any, rate: int, ref_rate: int) -> float:
         if ref_rate != rate:
-            from cadenza.core.audio.io import resample
-
             ref = resample(_as_channels(ref, "reference").float(), ref_rate, rate)
         return mel_distance(ref, clip, rate) if self.needs_rate else si_sdr(ref, clip)
 

@@ -50,6 +50,7 @@ from cadenza.core.types import Conditioning
 from cadenza.core.audio.dsp import mel_filterbank
 from cadenza.plugins.mulan import MULAN, MulanConfig
 from cadenza.plugins.mulan.rvq import ResidualVQ
+from cadenza.plugins.music_features import MusicFeaturesConfig
 
 INIT_TEMPERATURE = 0.07  # CLIP's initial softmax temperature
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: keeps the loss from blowing up in training
@@ -126,7 +127,6 @@ class AudioTower(nn.Module):
         self.proj = nn.Linear(c.audio_dim, c.dim)
         if c.music_features:
             from cadenza.plugins.music_features.model import FEATURE_DIM, MusicFeatures
-            from cadenza.plugins.music_features import MusicFeaturesConfig
 
             self.music = MusicFeatures(MusicFeaturesConfig(sample_rate=c.sample_rate), centroids=False)
             # one token per log-mel patch's duration (at least one feature frame)

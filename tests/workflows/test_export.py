@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 
 import pytest
 import torch
@@ -133,11 +131,9 @@ def test_training_on_a_cache_for_another_codec_is_one_line(runs, cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_train_mulan_is_dispatched_lazily(cli, monkeypatch, tmp_path):
+def test_train_mulan_is_dispatched(cli, monkeypatch, tmp_path):
     calls = []
-    fake = types.ModuleType("cadenza.plugins.workflows.train.mulan")
-    fake.train_mulan = lambda args: calls.append(args) or 0
-    monkeypatch.setitem(sys.modules, "cadenza.plugins.workflows.train.mulan", fake)
+    monkeypatch.setattr("cadenza.plugins.workflows.train.command.train_mulan", lambda config: calls.append(config) or 0)
     code, _, err = cli("train", "-p", "tiny-random", "--stage", "mulan", "--data", tmp_path, "--out", tmp_path / "r")
     assert code == 0 and len(calls) == 1 and calls[0].data == str(tmp_path), err
 

@@ -11,6 +11,7 @@ from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.bench.matrix import load_matrix
 from cadenza.plugins.workflows.bench.run import parse_shard, run_matrix, shard_device
 from cadenza.registry import get_registry
+from cadenza.plugins.workflows.bench.report import machine, write_report
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -60,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"{counts['ok']} measured, {counts['failed']} failed, {counts['incompatible']} incompatible "
                f"of {total} combinations")
     if shard is None:
-        from cadenza.plugins.workflows.bench.report import machine, write_report
-
         header = {"name": matrix.name, "command": _command(args), "machine": f"{machine()}; device {device}",
                   "settings": _settings_line(matrix)}
         write_report(rows, out, header)

@@ -35,6 +35,8 @@ from cadenza.core.errors import InputError
 from cadenza.core.files.json_lines import parse_object, read_lines
 from cadenza.plugins.workflows.evaluate.config import EvaluateConfig
 from cadenza.core.audio.io import load_audio, resample
+from cadenza.core.components import BuildContext
+from cadenza.core.spec.validate import load_pipeline
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 # Uniform chance of matching by guessing: 1 / number of values each attribute can take.
@@ -213,9 +215,6 @@ def fad_embedding_metric(choice: str, pipeline: str, registry: Any) -> tuple[Any
         raise InputError(f"--fad-embedding: {exc}") from None
     conditioner = None
     if choice == "conditioner":
-        from cadenza.core.components import BuildContext
-        from cadenza.core.spec.validate import load_pipeline
-
         resolved = load_pipeline(pipeline, registry).conditioner
         if resolved is None:
             raise InputError(f"--fad-embedding conditioner: the pipeline {pipeline!r} has no conditioner")

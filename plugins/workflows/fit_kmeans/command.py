@@ -29,6 +29,8 @@ from cadenza.core.spec.validate import load_pipeline
 from cadenza.registry import get_registry
 from cadenza.core.audio.io import load_audio
 from cadenza.core.files.atomic import atomic_path
+from cadenza.core.engine.weights import Weights
+from cadenza.plugins.workflows.data_sources import list_items
 
 CHUNK_SECONDS = 30.0  # long files are encoded in pieces: attention cost grows with length squared
 EXTRA_EXTENSIONS = {"aif", "oga", "opus"}  # read by libsndfile under another format's name
@@ -106,8 +108,6 @@ def _build_tokenizer(args: Any) -> tuple[Any, Any]:
     # (e.g. packaged) weights are neither needed nor read; the spec's params set the analysis.
     weights = resolved.weights
     if component == "tokenizer":
-        from cadenza.core.engine.weights import Weights
-
         weights = Weights("random", "random")
     tokenizer = resolved.entry.build(resolved.config, BuildContext(weights=weights, device=args.device))
     what = "semantic tokenizer" if component == "semantic_tokenizer" else "tokenizer"
@@ -135,8 +135,6 @@ def data_files(data: Path) -> list[Path]:
             raise InputError(f"{data}: no audio files found (searched recursively for formats soundfile reads)")
         return files
     if data.is_file() and data.suffix.lower() in (".jsonl", ".csv"):
-        from cadenza.plugins.workflows.data_sources import list_items
-
         files = [item.path for item in list_items(data)]
         if not files:
             raise InputError(f"{data}: the manifest lists no audio")

@@ -16,6 +16,8 @@ import argparse
 from cadenza.core.errors import InputError
 from cadenza.plugins.workflows.train.config import config_from_args
 from cadenza.plugins.workflows.train.trainer import train
+from cadenza.plugins.workflows.train.instrument import train_instrument
+from cadenza.plugins.workflows.train.mulan import train_mulan
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,15 +25,12 @@ def run(args: argparse.Namespace) -> int:
         if args.pipeline:
             raise InputError("--stage instrument trains the `instrument` metric's classifier, which belongs to no "
                              "pipeline: drop --pipeline")
-        from cadenza.plugins.workflows.train.instrument import train_instrument
 
         return int(train_instrument(config_from_args(args)) or 0)
     if not args.pipeline:
         what = "the spec whose mulan conditioner to train" if args.stage == "mulan" else "the spec the stage belongs to"
         raise InputError(f"--stage {args.stage} needs --pipeline: {what} (a spec file or preset)")
     if args.stage == "mulan":
-        from cadenza.plugins.workflows.train.mulan import train_mulan
-
         return int(train_mulan(config_from_args(args)) or 0)
 
     train(config_from_args(args))

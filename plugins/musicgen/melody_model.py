@@ -35,7 +35,7 @@ from cadenza.plugins.hf.composite import build_part, load_part
 from cadenza.plugins.hf.hub import local_folder, quiet_transformers
 from cadenza.plugins.musicgen import MUSICGEN_MELODY, MusicgenMelodyConfig
 from cadenza.plugins.musicgen.chroma import Chroma, ChromaSettings
-from cadenza.plugins.musicgen.model import DecodeState, MusicgenStage
+from cadenza.plugins.musicgen.model import DecodeState, MusicgenStage, projection, random_decoder_settings
 
 
 class MusicgenMelodyStage(MusicgenStage):
@@ -150,18 +150,12 @@ def chroma_settings(folder: Path | None, num_chroma: int) -> ChromaSettings:
 def _random_stage(config: MusicgenMelodyConfig, layout: StageLayout) -> MusicgenMelodyStage:
     from transformers import MusicgenMelodyDecoderConfig, MusicgenMelodyForCausalLM
 
-    vocab = layout.writes.codebook_size
-    decoder_config = MusicgenMelodyDecoderConfig(
-        vocab_size=vocab, num_codebooks=layout.writes.num_codebooks, hidden_size=config.hidden_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, ffn_dim=config.ffn_dim,
-        max_position_embeddings=config.max_positions, pad_token_id=vocab, bos_token_id=vocab,
-        decoder_start_token_id=vocab, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     width = layout.conditioning.dim if layout.conditioning is not None else config.hidden_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        decoder = MusicgenMelodyForCausalLM(decoder_config)
-        text = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
-        chroma = nn.Linear(config.num_chroma, config.hidden_size) if config.num_chroma != config.hidden_size else None
+        decoder = MusicgenMelodyForCausalLM(MusicgenMelodyDecoderConfig(**random_decoder_settings(config, layout)))
+        text = projection(width, config.hidden_size)
+        chroma = projection(config.num_chroma, config.hidden_size)
     return MusicgenMelodyStage(decoder, text, chroma, layout, config.chroma_length,
                                ChromaSettings(num_chroma=config.num_chroma))
 

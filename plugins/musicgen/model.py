@@ -112,21 +112,30 @@ class MusicgenStage(nn.Module):
         return state.logits
 
 
+def random_decoder_settings(config: Any, layout: StageLayout) -> dict[str, Any]:
+    """The transformers decoder config of a ``random`` MusicGen(-melody) stage sized by ``config``
+    (either model's config: the same size fields) for ``layout``'s codebooks; no dropout."""
+    vocab = layout.writes.codebook_size
+    return dict(vocab_size=vocab, num_codebooks=layout.writes.num_codebooks, hidden_size=config.hidden_size,
+                num_hidden_layers=config.layers, num_attention_heads=config.heads, ffn_dim=config.ffn_dim,
+                max_position_embeddings=config.max_positions, pad_token_id=vocab, bos_token_id=vocab,
+                decoder_start_token_id=vocab, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+
+
+def projection(width: int, hidden_size: int) -> nn.Module | None:
+    """The linear map from a conditioning width to the decoder's, None when they already match."""
+    return nn.Linear(width, hidden_size) if width != hidden_size else None
+
+
 def _random_decoder(config: MusicgenConfig, layout: StageLayout) -> tuple[nn.Module, nn.Module | None]:
     from transformers import MusicgenDecoderConfig, MusicgenForCausalLM
 
-    vocab = layout.writes.codebook_size
-    decoder_config = MusicgenDecoderConfig(
-        vocab_size=vocab, num_codebooks=layout.writes.num_codebooks, hidden_size=config.hidden_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, ffn_dim=config.ffn_dim,
-        max_position_embeddings=config.max_positions, pad_token_id=vocab, bos_token_id=vocab,
-        decoder_start_token_id=vocab, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     width = layout.conditioning.dim if layout.conditioning is not None else config.hidden_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        decoder = MusicgenForCausalLM(decoder_config)
-        projection = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
-    return decoder, projection
+        decoder = MusicgenForCausalLM(MusicgenDecoderConfig(**random_decoder_settings(config, layout)))
+        text = projection(width, config.hidden_size)
+    return decoder, text
 
 
 def _pretrained_decoder(weights: Any) -> tuple[nn.Module, nn.Module | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def cached_snapshot(cache: Path, repo_id: str, save: Callable[[Path], None]) -> Path:
@@ -33,3 +34,22 @@ def use_cache(monkeypatch, cache: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def generated_codes(model, inputs: dict, frames: int, guidance: float) -> Any:
+    """A transformers MusicGen(-melody) model's ``generate(do_sample=False)`` codes ``[B, Q, frames]``,
+    caught on their way into the library's own codec: the reference the stage tests compare with."""
+    caught = {}
+    decode = model.audio_encoder.decode
+
+    def spy(codes, *args, **kwargs):
+        caught["codes"] = codes
+        return decode(codes, *args, **kwargs)
+
+    model.audio_encoder.decode = spy
+    try:
+        delays = model.decoder.config.num_codebooks - 1  # codebook k lags k steps
+        model.generate(**inputs, do_sample=False, guidance_scale=guidance, max_new_tokens=frames + delays)
+    finally:
+        model.audio_encoder.decode = decode
+    return caught["codes"][0]

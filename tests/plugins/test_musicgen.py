@@ -20,7 +20,7 @@ from cadenza.core.engine.cascade import Cascade
 from cadenza.core.engine.decode import decode_stage
 from cadenza.core.errors import SpecError
 from cadenza.core.spec.validate import check_tree
-from hf_cache import cached_snapshot, use_cache
+from hf_cache import cached_snapshot, generated_codes, use_cache
 
 HUB_ID = "facebook/musicgen-small"  # a tiny stand-in, found where the real one would be cached
 CODEBOOKS, VOCAB = 4, 64
@@ -73,20 +73,7 @@ def library_codes(model, prompts: list[str], frames: int, guidance: float) -> to
     """``generate(do_sample=False)``'s codes, caught on their way into the library's codec."""
     from transformers import ByT5Tokenizer
 
-    caught = {}
-    decode = model.audio_encoder.decode
-
-    def spy(codes, *args, **kwargs):
-        caught["codes"] = codes
-        return decode(codes, *args, **kwargs)
-
-    inputs = ByT5Tokenizer()(prompts, padding="longest", return_tensors="pt")
-    model.audio_encoder.decode = spy
-    try:
-        model.generate(**inputs, do_sample=False, guidance_scale=guidance, max_new_tokens=frames + CODEBOOKS - 1)
-    finally:
-        model.audio_encoder.decode = decode
-    return caught["codes"][0]  # [B, Q, frames]
+    return generated_codes(model, ByT5Tokenizer()(prompts, padding="longest", return_tensors="pt"), frames, guidance)
 
 
 def cadenza_codes(cascade, prompts: list[str], frames: int, guidance: float) -> torch.Tensor:

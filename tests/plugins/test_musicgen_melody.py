@@ -23,7 +23,7 @@ from cadenza.core.errors import SpecError
 from cadenza.core.spec.validate import check_tree
 from cadenza.core.steering.melody import Note, synthesize
 from cadenza.plugins.musicgen.chroma import Chroma, ChromaSettings, chroma_filters
-from hf_cache import cached_snapshot, use_cache
+from hf_cache import cached_snapshot, generated_codes, use_cache
 
 HUB_ID = "facebook/musicgen-melody"  # a tiny stand-in, found where the real one would be cached
 CODEBOOKS, VOCAB, CHROMA_LENGTH = 4, 64, 12
@@ -103,23 +103,11 @@ def library_codes(model, prompts, frames: int, guidance: float, audio=None) -> t
     """``generate(do_sample=False)``'s codes, caught on their way into the library's codec."""
     from transformers import ByT5Tokenizer, MusicgenMelodyFeatureExtractor
 
-    caught = {}
-    decode = model.audio_encoder.decode
-
-    def spy(codes, *args, **kwargs):
-        caught["codes"] = codes
-        return decode(codes, *args, **kwargs)
-
     inputs = dict(ByT5Tokenizer()(prompts, padding="longest", return_tensors="pt"))
     if audio is not None:
         inputs["input_features"] = MusicgenMelodyFeatureExtractor()(
             list(audio.numpy()), sampling_rate=RATE, return_tensors="pt")["input_features"]
-    model.audio_encoder.decode = spy
-    try:
-        model.generate(**inputs, do_sample=False, guidance_scale=guidance, max_new_tokens=frames + CODEBOOKS - 1)
-    finally:
-        model.audio_encoder.decode = decode
-    return caught["codes"][0]  # [B, Q, frames]
+    return generated_codes(model, inputs, frames, guidance)
 
 
 def stage_for(cascade, audio=None):

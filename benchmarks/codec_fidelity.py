@@ -38,7 +38,7 @@ from recording import command_line, load_average, machine_info, write_results
 
 from cadenza.core.files.atomic import atomic_path
 from cadenza.core.audio.io import load_audio
-from cadenza.plugins.workflows.fit_kmeans.command import Reservoir, fit_residual
+from cadenza.plugins.workflows.fit_kmeans.command import Reservoir, fit_codec_codebooks
 from cadenza.core.errors import CadenzaError
 from cadenza.plugins.evaluation.fidelity import log_mel, mel_distance, si_sdr
 from cadenza.plugins.spectral_codec.model import SpectralCodec
@@ -59,6 +59,23 @@ VARIANTS = [
     ("25 frames/s, 4 subframes", {"frame_rate": 25.0, "subframes": 4}),
     ("4 codebooks", {"num_codebooks": 4}),
     ("8 x 256 codewords", {"codebook_size": 256}),
+    # the default pipeline's codec (4 x 1024, 200 tokens/s) and smaller targets with it
+    ("4 x 1024 (default pipeline)", {"num_codebooks": 4}),
+    ("mel 80, 4 codebooks", {"n_mels": 80, "num_codebooks": 4}),
+    ("mel 128, 4 codebooks", {"n_mels": 128, "num_codebooks": 4}),
+    ("mel 80, 8 codebooks", {"n_mels": 80}),
+    ("mel 128, 8 codebooks", {"n_mels": 128}),
+    # product quantisation: each band of bins its own residual codebooks (codebook q: band q % groups)
+    ("mel 256, 4 bands x 1", {"groups": 4, "num_codebooks": 4}),
+    ("mel 256, 4 bands x 2", {"groups": 4}),
+    ("mel 256, 8 bands x 1", {"groups": 8}),
+    ("mel 128, 4 bands x 1", {"n_mels": 128, "groups": 4, "num_codebooks": 4}),
+    ("mel 128, 4 bands x 2", {"n_mels": 128, "groups": 4}),
+    ("mel 128, 8 bands x 1", {"n_mels": 128, "groups": 8}),
+    ("mel 80, 4 bands x 2", {"n_mels": 80, "groups": 4}),
+    ("mel 80, 8 bands x 1", {"n_mels": 80, "groups": 8}),
+    ("mel 128, 25 frames/s x 2, 8 bands", {"n_mels": 128, "groups": 8, "frame_rate": 25.0, "subframes": 2}),
+    ("mel 128, 25 frames/s x 2, 4 bands x 2", {"n_mels": 128, "groups": 4, "frame_rate": 25.0, "subframes": 2}),
     ("GL 8 iterations", {"griffin_lim_iters": 8}),
     ("GL 32 iterations", {"griffin_lim_iters": 32}),
     ("GL 64 iterations", {"griffin_lim_iters": 64}),
@@ -93,8 +110,8 @@ def fit(config: SpectralCodecConfig, train: list[torch.Tensor], max_frames: int,
     started = time.perf_counter()
     for audio in train:
         reservoir.add(codec.features(audio[None])[0])
-    books = fit_residual(reservoir.rows, config.num_codebooks, config.codebook_size, batch_size=4096,
-                         epochs=epochs, seed=0)
+    books = fit_codec_codebooks(codec, reservoir.rows, config.num_codebooks, config.codebook_size, batch_size=4096,
+                                epochs=epochs, seed=0)
     return codec.with_codebooks(books), time.perf_counter() - started, len(reservoir.rows)
 
 
@@ -188,11 +205,14 @@ def decode_10s_seconds(codec: SpectralCodec, test: list[torch.Tensor], repeats: 
 
 def describe(config: SpectralCodecConfig) -> dict:
     bins = f"mel {config.n_mels}" if config.scale == "mel" else f"linear {config.bins}"
+    if config.groups > 1:
+        bins += f" in {config.groups} bands"
     return {"frame_rate": config.frame_rate, "subframes": config.subframes, "stft_hop": config.stft_hop,
-            "n_fft": config.n_fft, "bins": bins, "dim": config.dim, "codebooks": config.num_codebooks,
+            "n_fft": config.n_fft, "bins": bins, "dim": config.dim, "groups": config.groups,
+            "codebooks": config.num_codebooks,
             "codebook_size": config.codebook_size, "griffin_lim_iters": config.griffin_lim_iters,
             "tokens_per_second": config.frame_rate * config.num_codebooks,
-            "weights_mb": round(config.num_codebooks * config.codebook_size * config.dim * 4 / 2**20, 2)}
+            "weights_mb": round(config.num_codebooks * config.codebook_size * config.band_dim * 4 / 2**20, 2)}
 
 
 def spectrograms(out: Path, originals: list[torch.Tensor], decoded: dict[str, list[torch.Tensor]],
@@ -225,6 +245,27 @@ def spectrograms(out: Path, originals: list[torch.Tensor], decoded: dict[str, li
     return written
 
 
+SAME_CLIPS = ("corpus", "train_clips", "test_clips", "fit_frames", "epochs", "original_accuracy")
+
+
+def merge_earlier(path: Path, result: dict) -> dict:
+    """Keep the rows of the earlier run recorded at ``path`` that this run did not measure, so an
+    ablation grows a few variants at a time (each run of all variants takes most of an hour here).
+    Only a run on the very same clips and fits qualifies; each kept row records its own command."""
+    if not path.exists():
+        return result
+    earlier = json.loads(path.read_text())
+    differs = [k for k in SAME_CLIPS if earlier.get(k) != result[k]]
+    if differs:
+        raise SystemExit(f"codec_fidelity: --merge: {path} was measured on other clips ({', '.join(differs)} differ)")
+    measured = {row["label"] for row in result["variants"]}
+    kept = [{**row, "command": row.get("command", earlier["command"])}
+            for row in earlier["variants"] if row["label"] not in measured]
+    rows = result["variants"] + kept
+    chosen, rule = choose(rows)
+    return {**result, "variants": rows, "chosen": chosen, "choice_rule": rule}
+
+
 def markdown(result: dict) -> str:
     rows = result["variants"]
     names = result["attributes"]
@@ -248,7 +289,7 @@ def markdown(result: dict) -> str:
     for row in rows:
         d = row["config"]
         agreement = " | ".join(f"{100 * row['agreement'][n]:.0f}%" for n in names)
-        mark = " **(chosen)**" if row["label"] == result["chosen"] else ""
+        mark = (" **(chosen)**" if row["label"] == result["chosen"] else "") + (" *" if "command" in row else "")
         lines.append(
             f"| {row['label']}{mark} | {d['frame_rate']:g} x {d['codebooks']} ({d['tokens_per_second']:g}) | "
             f"{d['bins']} x {d['subframes']} | {d['codebook_size']} | {d['griffin_lim_iters']} | {agreement} | "
@@ -257,6 +298,9 @@ def markdown(result: dict) -> str:
             f"{row['decode_10s_seconds']:.2f} ({row['decode_10s_cpu_seconds']:.2f}) | "
             f"{d['weights_mb'] if row.get('fit_seconds') is not None else '-'} | "
             f"{row['fit_seconds'] if row.get('fit_seconds') is not None else '-'} |")
+    earlier = sorted({row["command"] for row in rows if "command" in row})
+    if earlier:
+        lines += ["", "\\* measured in an earlier run on the same clips and fits: " + "; ".join(f"`{c}`" for c in earlier)]
     lines += ["", ("Estimators against the corpus labels on the same test clips (their accuracy; context for the "
                    "agreement above):"), "",
               "| audio | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
@@ -308,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure this codebook file (e.g. the packaged one) on the test clips")
     parser.add_argument("--quick", action="store_true", help="24 clips x 3 s, two variants, temporary output")
     parser.add_argument("--out-dir", type=Path, default=None, help="default: docs/benchmarks")
+    parser.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                        help="keep the rows of this earlier result (same clips) that this run does not measure")
     args = parser.parse_args(argv)
     load_at_start = load_average()
     torch.manual_seed(0)
@@ -383,8 +429,10 @@ def main(argv: list[str] | None = None) -> None:
                   "attributes": judge.names, "instrument_note": judge.instrument_note,
                   "original_accuracy": original_accuracy, "variants": rows, "chosen": chosen, "choice_rule": rule,
                   "spectrograms": pictures}
+        if args.merge is not None:
+            result = merge_earlier(args.merge, result)
         write_results(out_dir, "codec_fidelity", result, markdown(result))
-        print(f"wrote {out_dir / 'codec_fidelity.md'}; chosen: {chosen}")
+        print(f"wrote {out_dir / 'codec_fidelity.md'}; chosen: {result['chosen']}")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ class BatchConfig:
     melody: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     melody_source: str | None = None
     rerank: int = 1
-    rerank_metric: str = "text-similarity"
+    rerank_metric: str | None = None  # None: rerank.default_metric
     window: float | None = None
     overlap: float | None = None
     hold: float | None = None

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if args.rerank > 1:
             chosen = extra["rerank"]["candidates"][extra["rerank"]["chosen"]]
             print(f"note: kept candidate {extra['rerank']['chosen'] + 1} of {args.rerank} (seed {chosen['seed']}, "
-                  f"{args.rerank_metric} {chosen['score']})", file=sys.stderr)
+                  f"{extra['rerank']['metric']} {chosen['score']:.3g})", file=sys.stderr)
         if generation.windows and (args.window is not None or generation.seconds > pipeline.spec.output.seconds):
             print(f"note: long-form generation in {len(generation.windows)} windows of {generation.window:g} s "
                   f"overlapping by {generation.overlap:g} s", file=sys.stderr)

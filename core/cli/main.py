@@ -136,9 +136,10 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
                      help="melody source plugin to read --melody with (default: the first that accepts the file)")
     gen.add_argument("--rerank", type=int, default=1, metavar="K",
                      help="generate K candidates per prompt and keep the best by --rerank-metric (default: 1, no reranking)")
-    gen.add_argument("--rerank-metric", metavar="NAME", default="text-similarity",
+    gen.add_argument("--rerank-metric", metavar="NAME", default=None,
                      help="metric plugin that scores candidates, higher is better (default: text-similarity, the "
-                     "pipeline conditioner's audio-text similarity, as MusicLM's MuLan reranking)")
+                     "conditioner's audio-text similarity as in MusicLM's MuLan reranking, where the conditioner "
+                     "embeds audio; else adherence, the prompt's stated attributes measured in each candidate)")
     gen.add_argument("--window", type=float, default=None, metavar="S",
                      help="generation window in seconds (default: the spec's output.window; without one 10, or the spec's "
                      "output.seconds if longer)")

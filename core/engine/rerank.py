@@ -1,8 +1,11 @@
 """Reranking: generate K candidates per prompt, score each with a metric, keep the best.
 
 MusicLM draws several samples and keeps the one whose MuLan audio embedding is closest to
-the text's; here the scorer is any metric plugin (default ``text-similarity``: the pipeline's
-own conditioner's audio-text cosine). A metric is called as
+the text's; here the scorer is any metric plugin. By default (:func:`default_metric`) it is
+``text-similarity``, the pipeline's own conditioner's audio-text cosine, when the conditioner
+embeds audio and text in one space (MuLan, CLAP); with a text-only conditioner (T5, MiniLM) it
+is ``adherence``: how many of the attributes the prompt states (instrument, key, tempo, ...)
+the attribute estimators measure in the candidate. A metric is called as
 ``metric(audio [C, S], sample_rate=SR, prompt=TEXT, conditioner=CONDITIONER)`` and returns
 ``{name: value}``; the score is the value under ``key`` when given (``--rerank-metric
 NAME:KEY``), else under the metric's name with ``-`` as ``_`` (``text_similarity``), else the
@@ -24,6 +27,7 @@ import attrs
 
 from cadenza.core.errors import InputError
 
+JOINT_METRIC, PROMPT_METRIC = "text-similarity", "adherence"
 PROBE_SECONDS = 0.5  # the dry run that checks a metric works with this pipeline before generating
 
 
@@ -88,13 +92,20 @@ class Scorer:
         return (score if math.isfinite(score) else -math.inf), values
 
 
-def build_scorer(metric: str, registry: Any, conditioner: Any, sample_rate: int) -> Scorer:
-    """Build the metric named ``NAME[:KEY]`` and check, on half a second of quiet noise, that it
+def default_metric(conditioner: Any) -> str:
+    """The metric ``--rerank`` uses when none is named: audio-text similarity where the conditioner
+    has an audio tower (MusicLM's reranking), else the prompt's stated attributes measured in the audio."""
+    joint = hasattr(conditioner, "embed_audio") or hasattr(conditioner, "audio_embedding")
+    return JOINT_METRIC if joint else PROMPT_METRIC
+
+
+def build_scorer(metric: str | None, registry: Any, conditioner: Any, sample_rate: int) -> Scorer:
+    """Build the metric named ``NAME[:KEY]`` (``None``: :func:`default_metric`) and check, on half a second of quiet noise, that it
     can score this pipeline's audio (e.g. ``text-similarity`` needs a conditioner that embeds
     audio): a problem is a one-line error before anything is generated."""
     import torch
 
-    name, key = parse_metric(metric)
+    name, key = parse_metric(metric or default_metric(conditioner))
     entry = registry.get("metric", name)
     scorer = Scorer(name, key, entry.build(entry.config()), conditioner)
     probe = 1e-3 * torch.randn(1, round(PROBE_SECONDS * sample_rate), generator=torch.Generator().manual_seed(0))

@@ -61,7 +61,7 @@ class RateConfig:
 def register_metrics(register):
     register("adherence", "cadenza.plugins.evaluation.adherence:build_adherence", config=AdherenceConfig,
              description="share of the prompt's attributes (tempo, key, mode, register, dynamics, drums, instrument) "
-             "measured in the audio; input: attributes")
+             "measured in the audio; input: attributes, or a prompt to read them from")
     register("fad", "cadenza.plugins.evaluation.fad:build_fad", config=FadConfig, needs_weights=False,
              description="Frechet audio distance to a reference set (lower is better); set metric, input: reference")
     register("mel-distance", "cadenza.plugins.evaluation.fidelity:build_mel_distance", config=RateConfig,

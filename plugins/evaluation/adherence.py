@@ -14,7 +14,9 @@ and the instrument classifier when installed). Each attribute is a yes/no match:
 ``instrument``   the lead's family (needs the ``instrument`` estimator)
 ==============  ==============================================================
 
-The score of a clip is the fraction of its checked attributes that match. Estimators are not
+Without ``attributes``, a ``prompt`` is read for them with the corpus captions' vocabulary
+(:func:`cadenza.plugins.workflows.corpus.caption_reader.read_caption`), so any prompt can be
+scored (``--rerank-metric adherence``). The score of a clip is the fraction of its checked attributes that match. Estimators are not
 perfect, so a perfect generator does not score 1: :mod:`cadenza.plugins.workflows.evaluate.runner` measures the
 same score on the reference clips (the estimators' *ceiling*) and reports the generator's
 score as a share of it too.
@@ -28,6 +30,7 @@ from typing import Any
 from cadenza.core.errors import InputError
 from cadenza.plugins.estimators.model import UNKNOWN, as_batch, pitch_class
 from cadenza.plugins.estimators import AttributesConfig
+from cadenza.plugins.workflows.corpus.caption_reader import read_caption
 
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument")
 
@@ -92,9 +95,14 @@ class AdherenceMetric:
         self.config = config
         self.estimator = estimator
 
-    def __call__(self, audio: Any, sample_rate: int | None = None, attributes: Any = None, **inputs: Any) -> dict[str, Any]:
+    def __call__(self, audio: Any, sample_rate: int | None = None, attributes: Any = None, prompt: Any = None,
+                 **inputs: Any) -> dict[str, Any]:
+        if attributes is None and isinstance(prompt, str):
+            attributes = read_caption(prompt)
+        elif attributes is None and isinstance(prompt, (list, tuple)) and all(isinstance(p, str) for p in prompt):
+            attributes = [read_caption(p) for p in prompt]
         if attributes is None:
-            raise InputError("the adherence metric needs `attributes` (what the prompt asked for)")
+            raise InputError("the adherence metric needs `attributes` (what the prompt asked for) or the `prompt`")
         batch, single = as_batch(audio)
         per_clip = attributes if isinstance(attributes, (list, tuple)) else [attributes] * len(batch)
         if len(per_clip) != len(batch):

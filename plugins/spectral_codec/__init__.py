@@ -56,6 +56,13 @@ def _n_fft(instance, attribute, value) -> None:
                          f"for Griffin-Lim to have overlap, got {value!r}")
 
 
+def _groups(instance, attribute, value) -> None:
+    bins = instance.n_mels if instance.scale == "mel" else instance.n_fft // 2 + 1
+    if value < 1 or instance.num_codebooks % value or bins % value:
+        raise ValueError(f"{attribute.name} must be >= 1 and divide both num_codebooks ({instance.num_codebooks}) "
+                         f"and the bins ({bins}), got {value!r}")
+
+
 def _momentum(instance, attribute, value) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
@@ -67,6 +74,12 @@ class SpectralCodecConfig:
 
     One token frame is ``subframes`` STFT frames (hop ``sample_rate / frame_rate / subframes``),
     stacked into one vector, so the synthesis hop can be finer than the token rate.
+
+    ``groups`` splits the bins into that many equal bands, each quantised by its own residual VQ
+    (product quantisation): codebook ``q`` codes band ``q % groups`` at residual level
+    ``q // groups``, so the first ``groups`` codebooks hold the whole spectrum coarsely and the
+    rest refine it. One 1024-word codebook per 20-bin band keeps the harmonic detail that timbre
+    and key live in, which one 1024-word codebook for all 256 bins cannot (docs/benchmarks/codec_fidelity.md).
     """
 
     sample_rate: int = attrs.field(default=24000, validator=at_least(1))
@@ -77,6 +90,7 @@ class SpectralCodecConfig:
     n_mels: int = attrs.field(default=256, validator=at_least(1))
     num_codebooks: int = attrs.field(default=8, validator=at_least(1))
     codebook_size: int = attrs.field(default=1024, validator=at_least(2))
+    groups: int = attrs.field(default=1, validator=_groups)
     griffin_lim_iters: int = attrs.field(default=16, validator=non_negative)
     momentum: float = attrs.field(default=0.99, validator=_momentum)
     seed: int = attrs.field(default=0, validator=non_negative)
@@ -97,6 +111,11 @@ class SpectralCodecConfig:
     def dim(self) -> int:
         """Width of one token frame's vector: ``subframes`` spectra of ``bins`` log magnitudes."""
         return self.bins * self.subframes
+
+    @property
+    def band_dim(self) -> int:
+        """Width of the vectors one codebook quantises: one band of every subframe's spectrum."""
+        return self.dim // self.groups
 
     def info(self) -> TokenizerInfo:
         return TokenizerInfo(self.sample_rate, float(self.frame_rate), self.num_codebooks, self.codebook_size, 1)

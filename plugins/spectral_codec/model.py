@@ -16,6 +16,9 @@ the filter-weighted mean magnitude in each band; linear: the STFT bins as they a
 Quantisation. Residual VQ: codebook ``q`` holds the nearest codeword to what codebooks
 ``0..q-1`` left over, so the first codebooks carry the coarse spectral envelope and loudness,
 the later ones detail (the coarse stage of a cascade predicts the first, the fine stage the rest).
+With ``groups`` G > 1 the frame vector is cut into G bands of bins (each band taken from every
+subframe) and each band has its own residual VQ: codebook ``q`` codes band ``q % G`` at level
+``q // G`` (:meth:`SpectralCodec.bands`, :meth:`SpectralCodec.interleave`).
 
 Decoding. The sum of the chosen codewords is a log-magnitude spectrogram; mel bands are spread
 back over the linear bins by the same triangular filters (linear interpolation between band
@@ -55,7 +58,7 @@ class SpectralCodec(nn.Module):
         self.config = config
         self.info = config.info()
         self.hop = config.hop
-        shape = (config.num_codebooks, config.codebook_size, config.dim)
+        shape = (config.num_codebooks, config.codebook_size, config.band_dim)
         if codebooks is None:
             gen = torch.Generator().manual_seed(config.seed)
             codebooks = torch.randn(shape, generator=gen) * RANDOM_STD / torch.arange(1, shape[0] + 1)[:, None, None]
@@ -102,13 +105,33 @@ class SpectralCodec(nn.Module):
             spec = spec @ self.analysis
         return spec.clamp(min=FLOOR).log().reshape(x.shape[0], frames, c.dim)
 
+    def bands(self, values: torch.Tensor) -> torch.Tensor:
+        """Frame vectors ``[..., dim]`` -> ``[..., groups, band_dim]``: band ``g`` of every subframe, side by side."""
+        c = self.config
+        lead = values.shape[:-1]
+        split = values.reshape(*lead, c.subframes, c.groups, c.bins // c.groups).transpose(-3, -2)
+        return split.reshape(*lead, c.groups, c.band_dim)
+
+    def unbands(self, bands: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`bands`: ``[..., groups, band_dim]`` -> ``[..., dim]``."""
+        c = self.config
+        lead = bands.shape[:-2]
+        split = bands.reshape(*lead, c.groups, c.subframes, c.bins // c.groups).transpose(-3, -2)
+        return split.reshape(*lead, c.dim)
+
+    def interleave(self, books: torch.Tensor) -> torch.Tensor:
+        """Per-band residual codebooks ``[groups, levels, K, band_dim]`` -> this codec's order ``[Q, K, band_dim]``
+        (codebook ``q`` = band ``q % groups``, level ``q // groups``)."""
+        return books.transpose(0, 1).reshape(-1, *books.shape[2:])
+
     def quantize(self, features: torch.Tensor) -> torch.Tensor:
-        """``[B, T, dim]`` -> codes ``[B, Q, T]``, codebook by codebook on the residual."""
-        residual, codes = features, []
-        for book in self.codebooks:
-            index = kmeans.assign(residual, book)
+        """``[B, T, dim]`` -> codes ``[B, Q, T]``, codebook by codebook on its band's residual."""
+        groups = self.config.groups
+        residual, codes = self.bands(features).clone(), []
+        for q, book in enumerate(self.codebooks):
+            index = kmeans.assign(residual[..., q % groups, :], book)
             codes.append(index)
-            residual = residual - book[index]
+            residual[..., q % groups, :] -= book[index]
         return torch.stack(codes, dim=1)
 
     @torch.no_grad()
@@ -118,11 +141,15 @@ class SpectralCodec(nn.Module):
     # -- synthesis --------------------------------------------------------------------------------
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, Q', T]`` (``Q' <= Q``: the first codebooks only) -> summed codewords ``[B, T, dim]``."""
-        out = self.codebooks.new_zeros(codes.shape[0], codes.shape[2], self.config.dim)
+        """``[B, Q', T]`` (``Q' <= Q``: the first codebooks only) -> summed codewords ``[B, T, dim]``.
+
+        A band none of the first ``Q'`` codebooks codes (``Q' < groups``) decodes as silence."""
+        c = self.config
+        out = self.codebooks.new_zeros(codes.shape[0], codes.shape[2], c.groups, c.band_dim)
         for q in range(codes.shape[1]):
-            out = out + self.codebooks[q][codes[:, q]]
-        return out
+            out[..., q % c.groups, :] += self.codebooks[q][codes[:, q]]
+        out[..., codes.shape[1]:, :] = LOG_FLOOR
+        return self.unbands(out)
 
     def magnitudes(self, values: torch.Tensor) -> torch.Tensor:
         """Frame vectors ``[B, T, dim]`` -> linear-frequency magnitudes ``[B, n_fft // 2 + 1, T * subframes]``."""
@@ -173,7 +200,7 @@ class SpectralCodec(nn.Module):
     # -- weights ----------------------------------------------------------------------------------
 
     def with_codebooks(self, codebooks: torch.Tensor) -> SpectralCodec:
-        """The same codec with other codebooks ``[Q, K, dim]`` (``cadenza fit-kmeans`` fits them)."""
+        """The same codec with other codebooks ``[Q, K, band_dim]`` (``cadenza fit-kmeans`` fits them)."""
         config = attrs.evolve(self.config, num_codebooks=codebooks.shape[0], codebook_size=codebooks.shape[1])
         return SpectralCodec(config, codebooks.detach().cpu()).to(self.codebooks.device)
 

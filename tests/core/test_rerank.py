@@ -99,7 +99,7 @@ def test_batch_reranks_every_line(cli, tiny_spec, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--rerank", "0"], "--rerank must be a number of candidates >= 1"),
-    (["--rerank", "2"], "--rerank-metric text-similarity: the conditioner (ByteText"),  # no audio embedding
+    (["--rerank", "2", "--rerank-metric", "text-similarity"], "--rerank-metric text-similarity: the conditioner (ByteText"),
     (["--rerank", "2", "--rerank-metric", "nope"], "unknown metric 'nope'"),
     (["--rerank", "2", "--rerank-metric", "loudness:nope"], "metric 'loudness' gives no 'nope'"),
 ])
@@ -107,3 +107,17 @@ def test_rerank_problems_are_one_line_before_generating(cli, tiny_spec, tmp_path
     code, _, err = cli("generate", "x", "-p", tiny_spec, "-s", 0.3, *args, "-o", tmp_path / "o.wav", "-q")
     assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_text_only_conditioner_reranks_by_the_prompts_stated_attributes(cli, tiny_spec, tmp_path):
+    """No audio-text space to compare in (the tiny spec's byte-text conditioner): the default metric is
+    adherence, reading what the prompt asks for from its words."""
+    out = tmp_path / "o.wav"
+    code, _, err = cli("generate", "a slow cello in D minor, no drums", "-p", tiny_spec, "-s", 0.5, "--rerank", 2,
+                       "-o", out)
+    assert code == 0, err
+    ranking = json.loads(out.with_suffix(".json").read_text())["rerank"]
+    assert ranking["metric"] == "adherence" and "kept candidate" in err and "adherence" in err
+    values = ranking["candidates"][0]["values"]
+    assert {"tempo_class_match", "key_match", "mode_match", "drums_match"} <= set(values)
+    assert values["attributes_checked"] >= 4

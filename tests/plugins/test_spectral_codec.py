@@ -72,6 +72,67 @@ def test_decode_checks_codes():
         codec.decode(torch.full((1, 3, 5), 16))
 
 
+def test_bands_cut_every_subframe_into_the_same_bins_and_back():
+    config = SpectralCodecConfig(**{**SMALL, "num_codebooks": 4}, groups=2, subframes=2)
+    codec = SpectralCodec(config)
+    assert config.band_dim == 32 and codec.codebooks.shape == (4, 16, 32)
+    frames = torch.arange(2 * 3 * config.dim, dtype=torch.float).reshape(2, 3, config.dim)
+    bands = codec.bands(frames)
+    # band 1 = bins 16..31 of subframe 0, then bins 16..31 of subframe 1
+    assert bands.shape == (2, 3, 2, 32)
+    assert torch.equal(bands[0, 0, 1], torch.cat([frames[0, 0, 16:32], frames[0, 0, 48:64]]))
+    assert torch.equal(codec.unbands(bands), frames)
+
+
+def test_one_group_quantises_as_plain_residual_vq():
+    """``groups: 1`` (the default) keeps the codes and decodings of the codec before groups existed."""
+    codec = SpectralCodec(SpectralCodecConfig(**SMALL))
+    features = codec.features(torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(3)) * 0.2)
+    residual, expected = features.clone(), []
+    for book in codec.codebooks:
+        index = ((residual[..., None, :] - book) ** 2).sum(-1).argmin(-1)
+        expected.append(index)
+        residual = residual - book[index]
+    codes = codec.quantize(features)
+    assert torch.equal(codes, torch.stack(expected, dim=1))
+    assert torch.equal(codec.dequantize(codes), sum(codec.codebooks[q][codes[:, q]] for q in range(3)))
+
+
+def test_grouped_codebooks_fit_per_band_and_uncoded_bands_decode_as_silence():
+    from cadenza.plugins.spectral_codec.model import LOG_FLOOR
+    from cadenza.plugins.workflows.fit_kmeans.command import fit_codec_codebooks
+
+    config = SpectralCodecConfig(n_mels=32, num_codebooks=8, codebook_size=16, groups=4, griffin_lim_iters=2)
+    codec = SpectralCodec(config)
+    gen = torch.Generator().manual_seed(0)
+    tones = torch.sin(torch.arange(48000) / 24000 * 2 * torch.pi * torch.tensor([[220.0], [660.0], [1760.0]]))
+    audio = (tones * torch.rand(3, 1, generator=gen)).sum(0) * (1 + torch.randn(48000, generator=gen) * 0.3) * 0.2
+    frames = codec.features(audio[None, None])[0]
+    books = fit_codec_codebooks(codec, frames, 8, 16, batch_size=256, epochs=3, seed=0)
+    assert books.shape == (8, 16, 8)
+    # greedy per band: the first 4 codebooks of a fit of 8 are a fit of 4
+    assert torch.equal(books[:4], fit_codec_codebooks(codec, frames, 4, 16, batch_size=256, epochs=3, seed=0))
+    fitted = codec.with_codebooks(books)
+    codes = fitted.quantize(frames[None])
+    errors = [(fitted.dequantize(codes[:, :q]) - frames).abs().mean() for q in (4, 8)]
+    assert errors[1] < errors[0] < (LOG_FLOOR - frames).abs().mean()
+    two = fitted.dequantize(codes[:, :2])  # bands 2 and 3 not coded yet: silence there, not zeros
+    assert torch.all(fitted.bands(two)[..., 2:, :] == LOG_FLOOR) and torch.all(fitted.bands(two)[..., :2, :] > LOG_FLOOR)
+    assert fitted.decode(codes).shape == (1, 1, frames.shape[0] * config.hop)
+    with pytest.raises(Exception, match="multiple of 4"):
+        fit_codec_codebooks(codec, frames, 6, 16, batch_size=256, epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"groups": 3}, r"groups must be >= 1 and divide both num_codebooks \(3\) and the bins \(32\), got 3"),
+    ({"groups": 0}, r"groups must be >= 1"),
+    ({"num_codebooks": 4, "groups": 4, "n_mels": 30}, r"the bins \(30\)"),
+])
+def test_groups_must_divide_codebooks_and_bins(params, message):
+    with pytest.raises(ValueError, match=message):
+        SpectralCodecConfig(**{**SMALL, **params})
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """Six rendered corpus clips (4 s, seed 5: neither the codebooks' corpus nor the benchmark's)."""

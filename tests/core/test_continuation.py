@@ -156,8 +156,8 @@ def test_the_default_continues_a_long_prime_from_all_of_it(default, real_audio, 
     first = {name: prefix for name, model in default.models.items()
              for m, prefix, _ in calls[:len(default.models)] if m is model}
     assert torch.equal(first["semantic"], heard["semantic"]) and heard["semantic"].shape[2] == 75
-    assert torch.equal(first["coarse"], heard["acoustic"][:, 0:2]) and heard["acoustic"].shape[2] == 150
-    assert torch.equal(first["fine"], heard["acoustic"][:, 2:4])
+    assert torch.equal(first["coarse"], heard["acoustic"][:, 0:4]) and heard["acoustic"].shape[2] == 150
+    assert torch.equal(first["fine"], heard["acoustic"][:, 4:8])  # the default writes acoustic[0:4] and [4:8]
 
 
 # -- decode_stage with a prefix ------------------------------------------------------------------

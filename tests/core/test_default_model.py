@@ -3,7 +3,7 @@
 It is trained by ``recipes/default_model.py`` (figures in docs/default-model.md); these tests pin
 what a user relies on, on the real shipped weights: it builds with no network, is the default
 of ``cadenza generate``, its output has musical structure (tonal, with note onsets), seeds
-behave, and the text steers it (tempo words move the measured tempo).
+behave, and the text steers it (tempo words move the measured tempo, key words the measured key).
 """
 
 from __future__ import annotations
@@ -76,3 +76,24 @@ def test_tempo_words_move_the_measured_tempo(registry, default):
         values = [v for v in tempo(audio, sample_rate=default.sample_rate)["bpm"] if np.isfinite(v)]
         bpm[word] = float(np.mean(values))
     assert bpm["very fast"] > bpm["very slow"]
+
+
+def test_key_words_move_the_measured_key(default):
+    """"in C major" vs "in F# major" (a tritone apart, sharing 2 of 7 scale notes), six seeds each:
+    each prompt's clips correlate better with its own key profile than with the other's, on average.
+    Measured on the shipped default: +1.09 and +0.63 (correlation difference, range -2..2). Keys the
+    captions spell differently (D# minor, A# major for Eb, Bb) do not follow, so this pins only the
+    vocabulary the corpus uses. Instrument words are not pinned: the default is at chance there."""
+    from cadenza.plugins.estimators.model import PROFILES, Analysis, key_scores, pitch_class
+
+    seeds = list(range(6))
+    lean = {}
+    for key, other in (("C", "F#"), ("F#", "C")):
+        audio = default.generate([f"a piano piece in {key} major, no drums"] * len(seeds), seconds=5.0, seed=seeds).audio
+        diffs = []
+        for clip in audio:
+            analysis = Analysis.of(clip.numpy().astype(np.float64), default.sample_rate)
+            scores = key_scores(analysis.chroma(36, 96).sum(axis=0), *PROFILES["albrecht-shanahan"])
+            diffs.append(scores[0, pitch_class(key)] - scores[0, pitch_class(other)])
+        lean[key] = float(np.mean(diffs))
+    assert lean["C"] > 0.2 and lean["F#"] > 0.2, lean

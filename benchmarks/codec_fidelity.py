@@ -37,7 +37,7 @@ import torch
 from recording import command_line, load_average, machine_info, write_results
 
 from cadenza.core.files.atomic import atomic_path
-from cadenza.core.audio.io import load_audio
+from cadenza.core.audio.io import load_audio, resample
 from cadenza.plugins.workflows.fit_kmeans.command import Reservoir, fit_codec_codebooks
 from cadenza.core.errors import CadenzaError
 from cadenza.plugins.evaluation.fidelity import log_mel, mel_distance, si_sdr
@@ -48,6 +48,9 @@ from cadenza.registry import discover
 ROOT = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums")
 DEFAULT = SpectralCodecConfig()
+# The analysis the universal HiFi-GAN voices (22050 / 512 frames/s, 2 subframes of hop 256)
+HIFIGAN = {"sample_rate": 22050, "frame_rate": 22050 / 512, "subframes": 2, "n_fft": 1024, "n_mels": 80,
+           "vocoder": "hifigan"}
 # (label, params overriding the defaults): one axis changed at a time around the default.
 VARIANTS = [
     ("default", {}),
@@ -76,6 +79,9 @@ VARIANTS = [
     ("mel 80, 8 bands x 1", {"n_mels": 80, "groups": 8}),
     ("mel 128, 25 frames/s x 2, 8 bands", {"n_mels": 128, "groups": 8, "frame_rate": 25.0, "subframes": 2}),
     ("mel 128, 25 frames/s x 2, 4 bands x 2", {"n_mels": 128, "groups": 4, "frame_rate": 25.0, "subframes": 2}),
+    # the pretrained universal HiFi-GAN as decoder (cadenza[hifigan]): its own analysis, 22.05 kHz, 80 mels
+    ("HiFi-GAN mel 80, 4 bands x 2", {**HIFIGAN, "groups": 4}),
+    ("HiFi-GAN mel 80, 8 bands x 1", {**HIFIGAN, "groups": 8}),
     ("GL 8 iterations", {"griffin_lim_iters": 8}),
     ("GL 32 iterations", {"griffin_lim_iters": 32}),
     ("GL 64 iterations", {"griffin_lim_iters": 64}),
@@ -103,13 +109,13 @@ def fit_key(config: SpectralCodecConfig) -> SpectralCodecConfig:
     return attrs.evolve(config, num_codebooks=max(DEFAULT.num_codebooks, config.num_codebooks), **fixed)
 
 
-def fit(config: SpectralCodecConfig, train: list[torch.Tensor], max_frames: int, epochs: int) -> tuple:
-    """Codebooks fitted on the train clips; returns (codec, seconds, frames used)."""
+def fit(config: SpectralCodecConfig, train: list[torch.Tensor], max_frames: int, epochs: int, rate: int) -> tuple:
+    """Codebooks fitted on the train clips (at ``rate``); returns (codec, seconds, frames used)."""
     codec = SpectralCodec(config)
     reservoir = Reservoir(max_frames, seed=0)
     started = time.perf_counter()
     for audio in train:
-        reservoir.add(codec.features(audio[None])[0])
+        reservoir.add(codec.features(audio[None], sample_rate=rate)[0])
     books = fit_codec_codebooks(codec, reservoir.rows, config.num_codebooks, config.codebook_size, batch_size=4096,
                                 epochs=epochs, seed=0)
     return codec.with_codebooks(books), time.perf_counter() - started, len(reservoir.rows)
@@ -157,27 +163,28 @@ def evaluate(codec: SpectralCodec, test: list[torch.Tensor], judge: Judge, quant
     right = {name: [] for name in judge.names}
     mel, sdr, enc_x, dec_x, decoded_clips = [], [], [], [], []
     for audio, row, original in zip(test, judge.rows, judge.original):
-        seconds = audio.shape[-1] / codec.info.sample_rate
+        seconds = audio.shape[-1] / judge.rate
+        source = resample(audio[None], judge.rate, codec.info.sample_rate)  # a HiFi-GAN codec runs at 22.05 kHz
         started = time.perf_counter()
         if quantise:
-            codes = codec.encode(audio[None])
+            codes = codec.encode(source)
             encoded = time.perf_counter()
             decoded = codec.decode(codes)[0]
         else:
-            values = codec.features(audio[None])
+            values = codec.features(source)
             encoded = time.perf_counter()
             decoded = codec.synthesize(values)[0]
         done = time.perf_counter()
         enc_x.append(seconds / max(encoded - started, 1e-9))
         dec_x.append(seconds / max(done - encoded, 1e-9))
-        decoded = decoded[..., : audio.shape[-1]]
+        decoded = resample(decoded[None], codec.info.sample_rate, judge.rate)[0][..., : audio.shape[-1]]
         decoded_clips.append(decoded)
         labels = judge.labels(decoded, row)
         for name in judge.names:
             agree[name].append(labels[name] == original[name])
         for name, ok in judge.truth(labels, row).items():
             right[name].append(ok)
-        mel.append(mel_distance(audio, decoded, codec.info.sample_rate))
+        mel.append(mel_distance(audio, decoded, judge.rate))
         sdr.append(si_sdr(audio, decoded))
     agreement = {name: float(np.mean(v)) for name, v in agree.items()}
     # The mean is over the six attribute estimators; the instrument column (a trained classifier,
@@ -189,11 +196,13 @@ def evaluate(codec: SpectralCodec, test: list[torch.Tensor], judge: Judge, quant
             "_decoded": decoded_clips}
 
 
-def decode_10s_seconds(codec: SpectralCodec, test: list[torch.Tensor], repeats: int = 3) -> tuple[float, float]:
-    """Wall and CPU seconds to decode the codes of 10 s of test audio (medians of ``repeats``): the
-    cascade's last step. CPU time is what the decode costs; wall time also counts other jobs' load."""
-    audio = torch.cat(test, dim=-1)[..., : 10 * codec.info.sample_rate]
-    codes = codec.encode(audio[None])
+def decode_10s_seconds(codec: SpectralCodec, test: list[torch.Tensor], rate: int,
+                       repeats: int = 3) -> tuple[float, float]:
+    """Wall and CPU seconds to decode the codes of 10 s of test audio (at ``rate``; medians of
+    ``repeats``): the cascade's last step. CPU time is what the decode costs; wall time also counts
+    other jobs' load."""
+    audio = torch.cat(test, dim=-1)[..., : 10 * rate]
+    codes = codec.encode(resample(audio[None], rate, codec.info.sample_rate))
     wall, cpu = [], []
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.process_time()
@@ -211,6 +220,7 @@ def describe(config: SpectralCodecConfig) -> dict:
             "n_fft": config.n_fft, "bins": bins, "dim": config.dim, "groups": config.groups,
             "codebooks": config.num_codebooks,
             "codebook_size": config.codebook_size, "griffin_lim_iters": config.griffin_lim_iters,
+            "vocoder": config.vocoder, "sample_rate": config.sample_rate,
             "tokens_per_second": config.frame_rate * config.num_codebooks,
             "weights_mb": round(config.num_codebooks * config.codebook_size * config.band_dim * 4 / 2**20, 2)}
 
@@ -281,7 +291,7 @@ def markdown(result: dict) -> str:
         "waveform match in dB (Griffin-Lim rebuilds phase, so it is expected to be far below 0 dB). Speeds are x "
         "real time on one clip (median, wall clock); `decode 10 s` is seconds to decode 10 s of codes, wall clock and "
         "(in brackets) CPU time of this process, which other jobs on the shared machine do not inflate."), "",
-        "| variant | frames/s x codebooks (tokens/s) | bins x subframes | codewords | GL iters | "
+        "| variant | frames/s x codebooks (tokens/s) | bins x subframes | codewords | decoder | "
         + " | ".join(names) + " | mean agreement (6 attributes) | mel distance | SI-SDR dB | encode x RT | decode x RT | "
         "decode 10 s, s (CPU s) | weights MB | fit s |",
         "|---|---|---|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -292,7 +302,7 @@ def markdown(result: dict) -> str:
         mark = (" **(chosen)**" if row["label"] == result["chosen"] else "") + (" *" if "command" in row else "")
         lines.append(
             f"| {row['label']}{mark} | {d['frame_rate']:g} x {d['codebooks']} ({d['tokens_per_second']:g}) | "
-            f"{d['bins']} x {d['subframes']} | {d['codebook_size']} | {d['griffin_lim_iters']} | {agreement} | "
+            f"{d['bins']} x {d['subframes']} | {d['codebook_size']} | {decoder(d)} | {agreement} | "
             f"{100 * row['mean_agreement']:.1f}% | {row['mel_distance']:.3f} | {row['si_sdr_db']:.1f} | "
             f"{row['encode_x_realtime']:.0f} | {row['decode_x_realtime']:.1f} | "
             f"{row['decode_10s_seconds']:.2f} ({row['decode_10s_cpu_seconds']:.2f}) | "
@@ -316,6 +326,13 @@ def markdown(result: dict) -> str:
             lines += [f"![Log-mel spectrograms of test clip {p.removesuffix('.png')}: the original, then each "
                       f"variant's decoding](codec_fidelity/{p})", ""]
     return "\n".join(lines)
+
+
+def decoder(described: dict) -> str:
+    """``GL 16`` (Griffin-Lim and its iterations) or ``HiFi-GAN`` (rows recorded before it: Griffin-Lim)."""
+    if described.get("vocoder", "griffin-lim") == "hifigan":
+        return "HiFi-GAN"
+    return f"GL {described['griffin_lim_iters']}"
 
 
 def choose(rows: list[dict]) -> tuple[str, str]:
@@ -388,6 +405,8 @@ def main(argv: list[str] | None = None) -> None:
         rows, decoded = [], {}
         plan = [(label, attrs.evolve(DEFAULT, **params), True) for label, params in VARIANTS if label in labels]
         plan += [("unquantised (GL ceiling)", DEFAULT, False), ("random codebooks", DEFAULT, None)]
+        if any(label.startswith("HiFi-GAN") for label in labels):
+            plan.append(("unquantised (HiFi-GAN ceiling)", attrs.evolve(DEFAULT, **HIFIGAN), False))
         if args.weights is not None:
             plan.append((f"file {args.weights.name}", None, "file"))
         for label, config, mode in plan:
@@ -404,16 +423,17 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 key = fit_key(config)
                 if key not in fitted:
-                    fitted[key] = fit(key, train, args.max_frames, args.epochs)
+                    fitted[key] = fit(key, train, args.max_frames, args.epochs, rate)
                 base, fit_seconds, fit_frames = fitted[key]
                 codec = SpectralCodec(config, base.codebooks[: config.num_codebooks])
                 if mode is False:
                     fit_seconds = None
             result = evaluate(codec, test, judge, quantise=mode is not False)
             clips = result.pop("_decoded")
-            if label in ("default", "random codebooks", "unquantised (GL ceiling)") or mode == "file":
+            if label in ("default", "random codebooks", "unquantised (GL ceiling)", "unquantised (HiFi-GAN ceiling)") \
+                    or mode == "file":
                 decoded[label] = clips
-            wall, cpu = decode_10s_seconds(codec, test)
+            wall, cpu = decode_10s_seconds(codec, test, rate)
             row = {"label": label, "config": describe(config), **result,
                    "decode_10s_seconds": wall, "decode_10s_cpu_seconds": cpu,
                    "fit_seconds": None if fit_seconds is None or mode is False else round(fit_seconds, 1),

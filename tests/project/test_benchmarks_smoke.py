@@ -152,3 +152,16 @@ def test_codec_fidelity_merge_keeps_earlier_rows_of_the_same_clips(tmp_path):
     assert merged["chosen"] == "a"
     with pytest.raises(SystemExit, match="other clips \\(test_clips differ\\)"):
         merge_earlier(earlier, {**clips, "test_clips": 2, "variants": []})
+
+
+def test_coarse_guidance_quick(tmp_path, render_corpus):
+    corpus = render_corpus(16, 1.0, 5)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "coarse_guidance.py"), "--pipeline", "tiny-random",
+                           "--scales", "1,3", "--seeds", "2", "--prompts", str(corpus / "test.jsonl"), "--limit", "1",
+                           "--adherence-seeds", "1", "--out-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "coarse_guidance.json").read_text())["rows"]
+    assert [r["guidance"] for r in rows] == [1.0, 3.0]
+    assert all(-1 <= r["melody"][k] <= 1 for r in rows for k in ("with_melody", "text_only"))
+    assert all(r["melody"]["seeds"] == 2 and r["adherence"]["clips"] == 1 for r in rows)
+    assert "| 3 |" in (tmp_path / "coarse_guidance.md").read_text()

@@ -7,7 +7,7 @@ outweighs the melody the tokens carry. This measures, for each guidance scale of
 stage:
 
 * melody following: the correlation of the output's tracked pitch with a probe tune
-  (:func:`cadenza.plugins.melody.following.contour_correlation`), with the melody and for the
+  (:func:`cadenza.plugins.melody.following.contour_correlation`, as the melody test measures it), with the melody and for the
   same prompts without it, over many seeds (single clips scatter by about +-0.3);
 * prompt adherence (optional, ``--prompts``): ``cadenza evaluate``'s share of the estimators'
   ceiling on labelled prompts, so a scale that follows melodies is not bought with the text.
@@ -30,7 +30,7 @@ from recording import command_line, load_average, machine_info, write_results
 from cadenza.core.engine.cascade import Cascade
 from cadenza.core.spec.validate import resolve_source
 from cadenza.core.spec.yaml_source import load_yaml_file
-from cadenza.plugins.melody.following import contour_correlation, probe_tune
+from cadenza.plugins.melody.following import follow_with_and_without, probe_tune
 from cadenza.plugins.workflows.evaluate.config import EvaluateConfig
 from cadenza.plugins.workflows.evaluate.evaluation import evaluate
 from cadenza.registry import get_registry
@@ -58,13 +58,7 @@ def spec_with_guidance(source: str, scale: float, folder: Path) -> Path:
 
 
 def melody_following(spec: Path, seeds: list[int]) -> dict:
-    cascade = Cascade.from_spec(spec)
-    melody = probe_tune(SECONDS)
-    prompts = [PROMPT] * len(seeds)
-    steered = cascade.generate(prompts, seconds=SECONDS, seed=seeds, steering=cascade.steering(melody=melody)).audio
-    free = cascade.generate(prompts, seconds=SECONDS, seed=seeds).audio
-    followed = [contour_correlation(a, cascade.sample_rate, melody) for a in steered]
-    alone = [contour_correlation(a, cascade.sample_rate, melody) for a in free]
+    followed, alone = follow_with_and_without(Cascade.from_spec(spec), PROMPT, SECONDS, seeds, probe_tune(SECONDS))
     return {"with_melody": round(float(np.mean(followed)), 3), "with_melody_sd": round(float(np.std(followed)), 3),
             "text_only": round(float(np.mean(alone)), 3), "text_only_sd": round(float(np.std(alone)), 3),
             "seeds": len(seeds)}

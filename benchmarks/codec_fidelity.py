@@ -42,15 +42,15 @@ from cadenza.plugins.workflows.fit_kmeans.command import Reservoir, fit_codec_co
 from cadenza.core.errors import CadenzaError
 from cadenza.plugins.evaluation.fidelity import log_mel, mel_distance, si_sdr
 from cadenza.plugins.spectral_codec.model import SpectralCodec
-from cadenza.plugins.spectral_codec import DECODE_FIELDS, SpectralCodecConfig
+from cadenza.plugins.spectral_codec import DECODE_FIELDS, SpectralCodecConfig, hifigan_config
 from cadenza.registry import discover
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ("tempo_class", "key", "mode", "register", "dynamics", "drums")
 DEFAULT = SpectralCodecConfig()
-# The analysis the universal HiFi-GAN voices (22050 / 512 frames/s, 2 subframes of hop 256)
-HIFIGAN = {"sample_rate": 22050, "frame_rate": 22050 / 512, "subframes": 2, "n_fft": 1024, "n_mels": 80,
-           "vocoder": "hifigan"}
+# The analysis the universal HiFi-GAN voices, as the codec config defines it
+HIFIGAN = {name: getattr(hifigan_config(), name)
+           for name in ("sample_rate", "frame_rate", "subframes", "n_fft", "scale", "n_mels", "vocoder")}
 # (label, params overriding the defaults): one axis changed at a time around the default.
 VARIANTS = [
     ("default", {}),

@@ -7,6 +7,8 @@ YIN, so this measures what a listener's pitch would be, not which tokens were wr
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -36,3 +38,14 @@ def probe_tune(seconds: float) -> Melody:
     text alone correlates with it near 0 and any following comes from the melody."""
     step = seconds / len(PROBE_PITCHES)
     return Melody(tuple(Note(i * step, (i + 1) * step * 0.98, p, 100) for i, p in enumerate(PROBE_PITCHES)))
+
+
+def follow_with_and_without(cascade: Any, prompt: str, seconds: float, seeds: list[int],
+                            melody: Melody) -> tuple[list[float], list[float]]:
+    """``cascade`` generates ``prompt`` for each seed twice, steered by ``melody`` and not:
+    each output's :func:`contour_correlation` with the melody, ``(with_melody, text_only)``."""
+    prompts = [prompt] * len(seeds)
+    steered = cascade.generate(prompts, seconds=seconds, seed=seeds, steering=cascade.steering(melody=melody)).audio
+    free = cascade.generate(prompts, seconds=seconds, seed=seeds).audio
+    return ([contour_correlation(a, cascade.sample_rate, melody) for a in steered],
+            [contour_correlation(a, cascade.sample_rate, melody) for a in free])

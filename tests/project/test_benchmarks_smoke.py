@@ -165,3 +165,16 @@ def test_coarse_guidance_quick(tmp_path, render_corpus):
     assert all(-1 <= r["melody"][k] <= 1 for r in rows for k in ("with_melody", "text_only"))
     assert all(r["melody"]["seeds"] == 2 and r["adherence"]["clips"] == 1 for r in rows)
     assert "| 3 |" in (tmp_path / "coarse_guidance.md").read_text()
+
+
+def test_codec_recordings_quick(tmp_path):
+    """Real recordings through the shipped codec: the quick run measures two segments, both rows."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "codec_recordings.py"), "--quick",
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "codec_recordings.json").read_text())
+    assert result["segments"] == 2 and [r["quantised"] for r in result["rows"]] == [True, False]
+    assert all(0 <= r["mean_agreement"] <= 1 and r["mel_distance"] > 0 for r in result["rows"])
+    # the unquantised spectrum is nearer the original than its quantised codes
+    assert result["rows"][1]["mel_distance"] < result["rows"][0]["mel_distance"]
+    assert "skipped by --quick" in (tmp_path / "codec_recordings.md").read_text()

@@ -178,3 +178,25 @@ def test_codec_recordings_quick(tmp_path):
     # the unquantised spectrum is nearer the original than its quantised codes
     assert result["rows"][1]["mel_distance"] < result["rows"][0]["mel_distance"]
     assert "skipped by --quick" in (tmp_path / "codec_recordings.md").read_text()
+
+
+def test_default_ablation_collects_evaluate_runs(tmp_path, cli, tiny_spec, render_corpus):
+    """Rows come from real `cadenza evaluate` outputs; a second call replaces its label and keeps the rest."""
+    corpus = render_corpus(2, 1.0, 6)
+    evaluated = tmp_path / "eval"
+    code, _, stderr = cli("evaluate", "--pipeline", tiny_spec, "--prompts", corpus / "manifest.jsonl", "--out",
+                          evaluated, "--quiet")
+    assert code == 0, stderr
+    script = [sys.executable, str(ROOT / "benchmarks" / "default_ablation.py"), "--out-dir", str(tmp_path)]
+    for label in ("a", "b", "a"):
+        done = subprocess.run([*script, "--row", f"{label}={evaluated}", "--note", f"{label}=variant {label}."],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "default_ablation.json").read_text())["rows"]
+    summary = json.loads((evaluated / "summary.json").read_text())["adherence"]["all"]
+    assert [r["label"] for r in rows] == ["b", "a"]
+    assert rows[1]["groups"]["all"]["overall"] == summary["overall"]["generated"]
+    assert rows[1]["evaluate_command"].startswith("cadenza evaluate") and rows[1]["note"] == "variant a."
+    assert "| a | 2 |" in (tmp_path / "default_ablation.md").read_text()
+    missing = subprocess.run([*script, "--row", f"c={tmp_path / 'nowhere'}"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "summary.json is missing" in missing.stderr
